@@ -145,7 +145,24 @@ class EstimateSpec(_Frozen):
                 raise ValueError("rungs: must be strictly increasing")
             if self.rungs[-1] != self.steps:
                 raise ValueError(f"rungs: the last rung must equal steps ({self.steps})")
+            # ASHA promotes at min_rung * eta**k: the rungs must be that geometric sequence.
+            if len(self.rungs) > 1:
+                eta = self.rungs[1] / self.rungs[0]
+                expected = [self.rungs[0] * eta**k for k in range(len(self.rungs))]
+                if eta != int(eta) or any(abs(a - b) > 1e-9 for a, b in zip(self.rungs, expected)):
+                    raise ValueError("rungs: must be geometric with an integer ratio (e.g. [20, 60, 180])")
         return self
+
+    @property
+    def reduction_factor(self) -> int:
+        """ASHA's eta: the ratio between consecutive rungs (3 when there is one rung)."""
+        if self.rungs is None or len(self.rungs) < 2:
+            return 3
+        return self.rungs[1] // self.rungs[0]
+
+    @property
+    def fidelities(self) -> tuple[int, ...]:
+        return self.rungs if self.rungs is not None else (self.steps,)
 
 
 class ExecutorSpec(_Frozen):

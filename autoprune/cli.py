@@ -1,0 +1,526 @@
+"""The ``autoprune`` command line (Typer + Rich).
+
+Thin on purpose: each command parses its arguments, calls one module (spec, store, runner,
+export...) and prints. Errors are mapped once, in :class:`_ErrorMappingGroup`:
+:class:`~autoprune.errors.UserInputError` -> ``error: <message>`` as one line on stderr and
+exit 2; any other error -> one line and exit 1 (``AUTOPRUNE_DEBUG=1`` shows the traceback).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from autoprune import __version__
+from autoprune.errors import AutopruneError, NotAvailableError, UserInputError
+
+EXIT_USER_ERROR = 2
+EXIT_ERROR = 1
+
+
+class _ErrorMappingGroup(typer.core.TyperGroup):
+    """Turns exceptions from any (sub)command into one stderr line and an exit code."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (typer.TyperException, typer.Exit, typer.Abort):  # usage errors, exits: as they are
+            raise
+        except UserInputError as exc:
+            _fail(str(exc), EXIT_USER_ERROR)
+        except Exception as exc:
+            if os.environ.get("AUTOPRUNE_DEBUG"):
+                raise
+            message = str(exc) if isinstance(exc, AutopruneError) else f"{type(exc).__name__}: {exc}"
+            _fail(message, EXIT_ERROR)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    # Plain echo, not Rich: Rich would wrap a long message over several lines.
+    first = " ".join(message.split()) or "failed"
+    typer.echo(f"error: {first}", err=True)
+    raise typer.Exit(code)
+
+
+app = typer.Typer(
+    cls=_ErrorMappingGroup,
+    help="Search compressed BERT-family models under a latency budget.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(cls=_ErrorMappingGroup, help="Manage the trials database.",
+                     no_args_is_help=True)
+latency_app = typer.Typer(cls=_ErrorMappingGroup, help="Latency models.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(latency_app, name="latency")
+
+err = Console(stderr=True, highlight=False)
+PIPE_WIDTH = 160  # tables piped to a file or another program are not squeezed to 80 columns
+
+
+def _out() -> Console:
+    """A console on the current stdout (looked up per call: tests swap sys.stdout)."""
+    return Console(highlight=False, width=None if sys.stdout.isatty() else PIPE_WIDTH)
+
+DbOption = Annotated[
+    str | None,
+    typer.Option("--db", metavar="URL",
+                 help="Database URL (default: $AUTOPRUNE_DB, else ~/.autoprune/autoprune.db)."),
+]
+JobArgument = Annotated[int, typer.Argument(metavar="JOB", help="Job id.")]
+
+
+class Format(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+class ExecutorKind(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"autoprune {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Search compressed BERT-family models under a latency budget."""
+
+
+def _store(db: str | None) -> Any:
+    from autoprune.store import Store
+
+    return Store(db)
+
+
+def _time(value: datetime | None, seconds: bool = True) -> str:
+    pattern = "%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M"
+    return "" if value is None else value.astimezone(UTC).strftime(pattern)
+
+
+def _number(value: float | None, digits: int = 4) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+# ---- jobs ----------------------------------------------------------------------------------
+@app.command()
+def submit(
+    spec: Annotated[Path, typer.Argument(metavar="JOB.yaml", help="The job spec.")],
+    db: DbOption = None,
+) -> None:
+    """Validate a job spec and queue it; prints the job id."""
+    from autoprune.spec import JobSpec
+
+    job_spec = JobSpec.load(spec)  # validate before touching the database
+    store = _store(db)
+    job_id = store.create_job(job_spec.to_json(), job_spec.name)
+    typer.echo(job_id)
+    err.print(escape(f"queued job {job_id} ({job_spec.name}) in {store.url}"))
+
+
+@app.command()
+def status(
+    job: Annotated[int | None, typer.Argument(metavar="[JOB]", help="A job id for details.")] = None,
+    db: DbOption = None,
+) -> None:
+    """The jobs in the database, or one job's details."""
+    store = _store(db)
+    if job is None:
+        _print_jobs(store.job_summaries())
+    else:
+        store.get_job(job)  # NotFoundError before an empty summary
+        _print_job(store.job_summaries([job])[0], store)
+
+
+def _state_text(record: Any) -> str:
+    if record.state == "running" and record.cancel_requested:
+        return "running (cancelling)"
+    return str(record.state)
+
+
+def _print_jobs(summaries: list[Any]) -> None:
+    if not summaries:
+        err.print("no jobs yet: `autoprune submit JOB.yaml` queues one")
+        return
+    table = Table(title="jobs")
+    table.add_column("id", justify="right")
+    table.add_column("name", overflow="fold")
+    table.add_column("state")
+    table.add_column("done/failed/all", justify="right")
+    table.add_column("best", justify="right")
+    table.add_column("created (UTC)", no_wrap=True)
+    for summary in summaries:
+        best = _number(summary.best_metric)
+        if best and summary.metric_name:
+            best = f"{best} {summary.metric_name}"
+        table.add_row(
+            str(summary.job.id), escape(summary.job.name), _state_text(summary.job),
+            f"{summary.counts.get('complete', 0)}/{summary.counts.get('failed', 0)}/{summary.total}",
+            best, _time(summary.job.created_at, seconds=False),
+        )
+    _out().print(table)
+
+
+def _print_job(summary: Any, store: Any) -> None:
+    job = summary.job
+    spec = json.loads(job.spec_json)
+    table = Table(show_header=False, title=f"job {job.id}")
+    table.add_column(style="bold")
+    table.add_column()
+    rows: list[tuple[str, str]] = [
+        ("name", job.name),
+        ("state", _state_text(job)),
+        ("owner", job.owner or ""),
+        ("heartbeat", _time(job.heartbeat_at)),
+        ("created", _time(job.created_at)),
+        ("started", _time(job.started_at)),
+        ("finished", _time(job.finished_at)),
+        ("reason", job.reason or ""),
+        ("model", str(spec.get("model", ""))),
+        ("task", str((spec.get("task") or {}).get("name", ""))),
+        ("controller", _controller_text(spec.get("controller") or {})),
+        ("budget", _budget_text(spec.get("latency") or {})),
+        ("trials", ", ".join(f"{n} {s}" for s, n in sorted(summary.counts.items())) or "none"),
+    ]
+    if summary.best_metric is not None:
+        best = max(store.trials(job.id, states=["complete"]),
+                   key=lambda t: -float("inf") if t.metric_value is None else t.metric_value)
+        rows.append(("best", f"trial {best.number}: {best.metric_name or 'metric'} "
+                             f"{best.metric_value:.4f}, predicted "
+                             f"{_number(best.predicted_latency_ms, 2)} ms"))
+    for key, value in rows:
+        if value:
+            table.add_row(key, escape(value))
+    _out().print(table)
+
+
+def _controller_text(controller: dict[str, Any]) -> str:
+    name = controller.get("name", "")
+    evaluations = controller.get("evaluations")
+    return f"{name}, {evaluations} evaluations" if evaluations else str(name)
+
+
+def _budget_text(latency: dict[str, Any]) -> str:
+    if latency.get("budget_ms") is not None:
+        return f"{latency['budget_ms']} ms"
+    if latency.get("budget_ratio") is not None:
+        return f"{latency['budget_ratio']} x dense latency"
+    return ""
+
+
+@app.command()
+def trials(
+    job: JobArgument,
+    format: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
+    db: DbOption = None,
+) -> None:
+    """Every trial of a job (csv/json carry every field, e.g. to plot elsewhere)."""
+    records = _store(db).trials(job)
+    rows = [record.to_dict() for record in records]
+    if format is Format.json:
+        typer.echo(json.dumps(rows, indent=2))
+    elif format is Format.csv:
+        typer.echo(_csv(rows), nl=False)
+    else:
+        _print_trials(job, records)
+
+
+def _csv(rows: list[dict[str, Any]]) -> str:
+    from autoprune.store import TrialRecord
+
+    buffer = io.StringIO()
+    fields = list(TrialRecord.__dataclass_fields__)
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({**row, "extra": json.dumps(row["extra"], sort_keys=True)})
+    return buffer.getvalue()
+
+
+def _print_trials(job: int, records: list[Any]) -> None:
+    if not records:
+        err.print(f"job {job} has no trials yet")
+        return
+    table = Table(title=f"trials of job {job}")
+    columns = ("#", "state", "steps", "pred ms", "meas ms", "metric", "reward", "MB", "try",
+               "arch", "error")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("state", "arch", "error") else "right")
+    for t in records:
+        table.add_row(
+            str(t.number), t.state, "" if t.fidelity is None else str(t.fidelity),
+            _number(t.predicted_latency_ms, 2), _number(t.measured_latency_ms, 2),
+            _number(t.metric_value), _number(t.reward),
+            "" if t.size_bytes is None else f"{t.size_bytes / 1e6:.1f}", str(t.attempt),
+            escape(t.architecture_hash), escape((t.error or "")[:40]),
+        )
+    _out().print(table)
+
+
+@app.command()
+def cancel(job: JobArgument, db: DbOption = None) -> None:
+    """Cancel a queued job, or ask a running job to stop after the trial in flight."""
+    record = _store(db).request_cancel(job)
+    if record.state == "cancelled":
+        _out().print(f"job {job} cancelled")
+    else:
+        _out().print(f"job {job}: cancel requested; its runner stops after the trial in flight")
+
+
+@db_app.command("upgrade")
+def db_upgrade(db: DbOption = None) -> None:
+    """Create or migrate the database schema to the newest revision (idempotent)."""
+    from autoprune.store import Store
+
+    store = Store(db, migrate=False)
+    before = store.revision
+    after = store.upgrade()
+    change = "already current" if before == after else f"upgraded from {before or 'empty'}"
+    _out().print(escape(f"{store.url}: schema revision {after} ({change})"))
+
+
+# ---- commands whose modules land later -----------------------------------------------------
+def _not_available(command: str) -> None:
+    raise NotAvailableError(f"`autoprune {command}` is not available yet in this build")
+
+
+@app.command()
+def profile(
+    model: Annotated[str, typer.Option("--model", help="Alias, local dir or Hugging Face name.")],
+    out_path: Annotated[Path, typer.Option("--out", help="The latency-model JSON to write.")],
+    backend: Annotated[str, typer.Option("--backend", help="torch or onnxruntime.")] = "torch",
+    batch: Annotated[int, typer.Option("--batch", min=1)] = 1,
+    seq_len: Annotated[int, typer.Option("--seq-len", min=1)] = 128,
+    threads: Annotated[int | None, typer.Option("--threads", min=1)] = None,
+    space: Annotated[str, typer.Option("--space", help="Search space whose choices to table.")] = "bert-full",
+    n_fit: Annotated[int, typer.Option("--n-fit", min=1,
+                                       help="End-to-end measurements for the fit.")] = 100,
+    time_budget: Annotated[float, typer.Option("--time-budget", min=1.0,
+                                               help="Seconds of profiling at most.")] = 300.0,
+    db: DbOption = None,
+) -> None:
+    """Measure this device and fit a latency model (operator tables + end-to-end correction)."""
+    from autoprune.latency import RichProgress, get_backend
+    from autoprune.latency import profile as run_profile
+
+    get_backend(backend)  # an unknown backend is a one-line error before any work
+    store = _store(db) if db or os.environ.get("AUTOPRUNE_DB") else None
+    with RichProgress() as bar:
+        latency_model = run_profile(model, backend, batch, seq_len, threads, out_path,
+                                    space=space, n_fit=n_fit, time_budget_s=time_budget,
+                                    store=store, progress=bar)
+    _print_latency_model(latency_model)
+
+
+def _print_latency_model(latency_model: Any) -> None:
+    info = latency_model.describe()
+    table = Table(title=f"latency model {latency_model.path or ''}", show_header=False)
+    for key, value in info.items():
+        table.add_row(escape(str(key)), escape(json.dumps(value) if isinstance(value, (dict, list))
+                                               else str(value)))
+    _out().print(table)
+
+
+@latency_app.command("validate")
+def latency_validate(
+    model_file: Annotated[Path, typer.Argument(metavar="LATENCY_MODEL.json")],
+    n: Annotated[int, typer.Option("--n", min=1, help="Random architectures to measure.")] = 50,
+    strict: Annotated[bool, typer.Option("--strict",
+                                         help="A model from another device is an error.")] = False,
+    save: Annotated[bool, typer.Option("--save", help="Write the figures into the file.")] = False,
+    seed: Annotated[int, typer.Option("--seed")] = 1,
+) -> None:
+    """Measure fresh random architectures twice and compare with the model's predictions."""
+    from autoprune.latency import LatencyModel, RichProgress, validate
+
+    latency_model = LatencyModel.load(model_file, strict=strict)
+    with RichProgress() as bar:
+        record = validate(latency_model, n, seed=seed, strict=strict, save=save, progress=bar)
+    table = Table(title=f"{model_file}: {record.n_heldout} held-out architectures")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    rows = [
+        ("within ±10% of measured", f"{record.within_10pct:.1%}"),
+        ("Kendall τ", f"{record.kendall_tau:.3f}"),
+        (f"MAPE ({record.selected}, selected)", f"{record.mape:.1%}"),
+        ("MAPE of the FLOPs-linear baseline", f"{record.flops_baseline_mape:.1%}"),
+        ("MAPE of the operator table", f"{record.table_mape:.1%}"),
+        ("two passes agree within ±10%", f"{record.repeatability_within_10pct:.1%}"),
+        ("dense now / when profiled", ", ".join(f"{d:.2f}" for d in record.dense_drift)),
+    ]
+    for name, value in rows:
+        table.add_row(escape(name), value)
+    _out().print(table)
+
+
+@app.command()
+def search(
+    spec: Annotated[Path, typer.Argument(metavar="JOB.yaml")],
+    db: DbOption = None,
+    executor: Annotated[ExecutorKind | None, typer.Option("--executor")] = None,
+    ray_address: Annotated[str | None, typer.Option("--ray-address", metavar="ADDR")] = None,
+) -> None:
+    """Queue a job and run it at once in this process, then print its Pareto front."""
+    from autoprune.runner.service import HEARTBEAT_TIMEOUT_S, default_owner, run_job
+    from autoprune.spec import JobSpec
+
+    job_spec = JobSpec.load(spec)
+    store = _store(db)
+    job_id = store.create_job(job_spec.to_json(), job_spec.name)
+    owner = default_owner()
+    store.claim_job(owner, heartbeat_timeout_s=HEARTBEAT_TIMEOUT_S, job_id=job_id)
+    err.print(escape(f"job {job_id} ({job_spec.name}) in {store.url}"))
+    with _search_progress(job_spec.controller.evaluations) as (on_progress, on_ready):
+        run = run_job(store, job_id, owner, executor=executor.value if executor else None,
+                      ray_address=ray_address, on_progress=on_progress, on_ready=on_ready,
+                      quiet=True)
+    err.print(escape(f"job {job_id} {run.state}" + (f": {run.reason}" if run.reason else "")))
+    _print_front(store, job_id, top=12)
+
+
+@contextmanager
+def _search_progress(total: int) -> Iterator[tuple[Any, Any]]:
+    """A Rich progress bar: trials done, best feasible metric, elapsed and remaining time."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    progress = Progress(
+        TextColumn("[bold]search"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("best feasible {task.fields[best]}"),
+        TextColumn("infeasible skipped {task.fields[skipped]}"),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=err,
+    )
+    with progress:
+        task = progress.add_task("search", total=total, best="-", skipped=0)
+
+        def on_progress(state: Any) -> None:
+            best = "-" if state.best_feasible is None else f"{state.best_feasible:.4f}"
+            progress.update(task, completed=state.evaluated, best=best, skipped=state.infeasible)
+
+        def on_ready(session: Any, runner: Any) -> None:
+            runner.announce = lambda text: progress.console.print(escape(text))
+
+        yield on_progress, on_ready
+
+
+def _print_front(store: Any, job_id: int, top: int | None = None) -> None:
+    from autoprune.export import best_feasible, front_rows, job_budget_ms
+
+    job = store.get_job(job_id)
+    trials = store.trials(job_id)
+    budget = job_budget_ms(job, trials)
+    rows = front_rows(trials, budget)
+    front = [row for row in rows if row.on_front]
+    if not front:
+        _out().print("no trial has a metric yet")
+        return
+    metric = trials[0].metric_name or "metric"
+    title = f"job {job_id}: Pareto front ({len(front)} of {len(rows)} trials)"
+    if budget is not None:
+        title += f", budget {budget:.2f} ms"
+    table = Table(title=title)
+    for column in ("trial", metric, "latency ms", "size MB", "steps", "feasible", "architecture"):
+        table.add_column(column, justify="left" if column == "architecture" else "right")
+    for row in front[:top] if top else front:
+        table.add_row(str(row.number), f"{row.metric:.4f}", f"{row.latency_ms:.2f}",
+                      "" if row.size_bytes is None else f"{row.size_bytes / 1e6:.1f}",
+                      "" if row.fidelity is None else str(row.fidelity),
+                      "yes" if row.feasible else "no", escape(row.architecture))
+    _out().print(table)
+    best = best_feasible(rows)
+    if best is None:
+        _out().print("no complete trial meets the budget")
+    else:
+        _out().print(f"best feasible: trial {best.number}, {metric} {best.metric:.4f} at "
+                     f"{best.latency_ms:.2f} ms (predicted)")
+
+
+@app.command()
+def serve(
+    db: DbOption = None,
+    ray_address: Annotated[str | None, typer.Option("--ray-address", metavar="ADDR")] = None,
+    once: Annotated[bool, typer.Option("--once", help="Run one job, then exit.")] = False,
+    executor: Annotated[ExecutorKind | None,
+                        typer.Option("--executor", help="Override the specs' executor.")] = None,
+    poll: Annotated[float, typer.Option("--poll", min=0.1,
+                                        help="Seconds between queue polls.")] = 2.0,
+    heartbeat_timeout: Annotated[float, typer.Option(
+        "--heartbeat-timeout", min=1.0,
+        help="Resume running jobs whose heartbeat is this many seconds old.")] = 60.0,
+) -> None:
+    """The service: claim queued (or orphaned) jobs one at a time and run them."""
+    from autoprune.runner.service import default_owner
+    from autoprune.runner.service import serve as run_service
+
+    store = _store(db)
+    owner = default_owner()
+    err.print(escape(f"autoprune serve {owner} on {store.url}"))
+
+    def on_job(run: Any) -> None:
+        err.print(escape(f"job {run.job_id} {run.state}" + (f": {run.reason}" if run.reason else "")))
+
+    run_service(store, owner=owner, once=once, poll_interval=poll,
+                heartbeat_timeout=heartbeat_timeout,
+                executor=executor.value if executor else None, ray_address=ray_address,
+                on_job=on_job)
+
+
+@app.command()
+def pareto(
+    job: JobArgument,
+    plot: Annotated[Path | None, typer.Option("--plot", metavar="FILE.png|FILE.html")] = None,
+    format: Annotated[Format, typer.Option("--format")] = Format.table,
+    db: DbOption = None,
+) -> None:
+    """A job's Pareto front (accuracy against latency)."""
+    _not_available("pareto")
+
+
+@app.command()
+def export(
+    job: JobArgument,
+    trial: Annotated[int, typer.Option("--trial", metavar="N")],
+    out_dir: Annotated[Path, typer.Option("--out", metavar="DIR")],
+    onnx: Annotated[bool, typer.Option("--onnx", help="Also write an ONNX model.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Write a trial's compressed model to a loadable directory."""
+    _not_available("export")
+
+
+def main() -> None:
+    """The console script ``autoprune``."""
+    app(prog_name="autoprune")
+
+
+if __name__ == "__main__":
+    main()

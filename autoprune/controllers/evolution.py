@@ -1,0 +1,124 @@
+"""Evolutionary search in the style of AE-BERT (Huang et al. 2022).
+
+Population, tournament selection, uniform crossover by layers, mutation, elitism, and the
+overall compression constraint: offspring predicted over the latency budget are regenerated
+before they are proposed (AE-BERT rejects candidates that miss its pruning-ratio target; the
+latency budget is this service's target). Fitness is the objective's scalar reward; under a
+``pareto`` objective it is Pareto-aware instead: minus the number of evaluated candidates
+that dominate the individual in ``(-metric, latency)`` (SPEA's strength idea), so selection
+spreads along the whole front rather than converging on one point of it.
+
+Asks arrive in batches of any size, so the evolution is steady-state rather than
+generational: the population is the ``elites`` best results ever seen plus the most recent
+``population - elites`` usable results (aging, as in regularized evolution); each child comes
+from a tournament. Until ``population`` results are known, proposals are random feasible
+samples (the initial population).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from autoprune.controllers.base import Controller, ControllerOptions, TrialResult
+from autoprune.objectives import domination_counts
+from autoprune.space import Architecture
+
+OFFSPRING_TRIES = 32  # regenerations of an over-budget or repeated child before a fallback
+
+
+class EvolutionOptions(ControllerOptions):
+    population: int = Field(default=12, ge=2)
+    tournament: int = Field(default=3, ge=1)
+    elites: int = Field(default=2, ge=0)
+    crossover: float = Field(default=0.5, ge=0.0, le=1.0)  # probability a child is a crossover
+    mutation_rate: float | None = Field(
+        default=None, gt=0.0, le=1.0
+    )  # per coordinate; None = 1/dims
+
+    @model_validator(mode="after")
+    def _elites_fit(self) -> EvolutionOptions:
+        if self.elites >= self.population:
+            raise ValueError("elites must be smaller than population")
+        return self
+
+
+class EvolutionController(Controller):
+    """Steady-state evolution with tournament selection, crossover, mutation and elitism."""
+
+    name = "evolution"
+    Options = EvolutionOptions
+
+    def _setup(self) -> None:
+        self._scored: list[tuple[float, int, Architecture]] = []  # (fitness, order, arch)
+        self._points: list[tuple[float, float]] = []  # (-metric, latency) of each scored entry
+
+    @property
+    def pareto(self) -> bool:
+        return self.objective.kind == "pareto"
+
+    def _rescore(self) -> None:
+        """Under a ``pareto`` objective, fitness is minus the domination count (it drifts as
+        the archive grows, so it is recomputed before each selection)."""
+        if self.pareto and self._scored:
+            counts = domination_counts(np.asarray(self._points))
+            self._scored = [
+                (-float(c), order, arch)
+                for c, (_, order, arch) in zip(counts, self._scored, strict=True)
+            ]
+
+    # ---- population ---------------------------------------------------------------------------
+    def population(self) -> list[tuple[float, int, Architecture]]:
+        """The elites (best ever) plus the most recent individuals, without repeats."""
+        size, elites = self.options.population, self.options.elites
+        best = sorted(self._scored, key=lambda item: (-item[0], item[1]))[:elites]
+        chosen = {item[1] for item in best}
+        recent = [item for item in reversed(self._scored) if item[1] not in chosen]
+        return best + recent[: size - len(best)]
+
+    def _tournament(
+        self, population: list[tuple[float, int, Architecture]]
+    ) -> tuple[float, int, Architecture]:
+        k = min(self.options.tournament, len(population))
+        picks = self.rng.choice(len(population), size=k, replace=False)
+        return max((population[int(i)] for i in picks), key=lambda item: (item[0], -item[1]))
+
+    # ---- variation (overridden by SwiftPruner) ---------------------------------------------------
+    def mutate(self, base: Architecture, parent: Architecture, fitness: float) -> Architecture:
+        """A mutation of ``base`` (``parent`` itself, or its crossover with a second parent)."""
+        return self.space.mutate(base, self.rng, self.options.mutation_rate)
+
+    def _child(self, population: list[tuple[float, int, Architecture]]) -> Architecture:
+        first = self._tournament(population)
+        base = first[2]
+        if self.rng.random() < self.options.crossover and len(population) > 1:
+            second = self._tournament(population)
+            base = self.space.crossover(first[2], second[2], self.rng)
+        return self.mutate(base, first[2], first[0])
+
+    def _ask(self, n: int) -> list[Architecture]:
+        batch: list[Architecture] = []
+        self._rescore()
+        population = self.population()
+        for _ in range(n):
+            if len(population) < self.options.population:
+                batch.append(self.sample_new(batch))
+                continue
+            child = None
+            for _ in range(OFFSPRING_TRIES):
+                candidate = self._child(population)
+                if self.is_new(candidate, batch) and self.predicted_feasible(candidate):
+                    child = candidate
+                    break
+            batch.append(child if child is not None else self.sample_new(batch))
+        return batch
+
+    def _tell(self, results: list[TrialResult]) -> None:
+        for result in results:
+            fitness = self.fitness(result)
+            if fitness is not None and (
+                not self.objective.hard or self.objective.feasible(result.latency_ms)
+            ):
+                assert result.metric is not None and result.latency_ms is not None
+                self._scored.append((fitness, len(self._scored), result.architecture))
+                self._points.append(self.objective.point(result.metric, result.latency_ms))

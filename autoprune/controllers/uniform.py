@@ -1,0 +1,105 @@
+"""The hand-crafted baseline of the pruning papers: the same compression in every layer.
+
+The grid holds every architecture whose kept layers all share one layer configuration (one
+choice of heads, FFN fraction, sparsity, pattern and bits), for every depth from the space's
+``min_layers`` to all layers (the dropped layers are the top ones, as in layer-dropping
+baselines). The sweep walks that grid from the predicted latency closest under the budget
+downwards, so the first proposals are the uniform models that use the budget best; candidates
+over the budget are skipped. Under a ``pareto`` objective the same grid is walked coarse to
+fine instead (the budget end, the cheapest end, then midpoints of the latency-sorted list), so
+every prefix of the sweep spans the whole latency range. When the grid is exhausted the
+controller continues with distinct random samples. It needs latency: the predictor, else the
+FLOPs proxy (see :class:`Controller`).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+from pydantic import Field
+
+from autoprune.controllers.base import Controller, ControllerOptions
+from autoprune.errors import SpecError
+from autoprune.space import FIELDS, Architecture, LayerConfig
+
+T = TypeVar("T")
+
+
+class UniformOptions(ControllerOptions):
+    # Also sweep shallower models (uniform layers with the top layers dropped).
+    depths: bool = Field(default=True)
+
+
+class UniformController(Controller):
+    """A latency-ordered sweep of uniform architectures under the budget."""
+
+    name = "uniform"
+    Options = UniformOptions
+    adaptive = False
+    seed_dependent = False  # the sweep is a fixed order; only the random fallback uses the seed
+
+    def _setup(self) -> None:
+        if not self.can_predict_latency:
+            raise SpecError("controller uniform: needs a latency predictor or objective.dense_ms")
+        self._grid: list[Architecture] | None = None  # built on first ask (it costs predictions)
+
+    def _build_grid(self) -> list[Architecture]:
+        space = self.space
+        names = [name for name in FIELDS if name != "keep"]
+        kept_choices = [space.choices(name) for name in names]
+        can_drop = False in space.choices("keep")
+        depths = (
+            range(space.definition.min_layers, space.num_layers + 1)
+            if (self.options.depths and can_drop)
+            else [space.num_layers]
+        )
+        if True not in space.choices("keep"):
+            return []
+        grid: dict[Architecture, float] = {}
+        for values in itertools.product(*kept_choices):
+            fields: dict[str, Any] = dict(zip(names, values, strict=True))
+            if fields["pattern"] == "unstructured" and fields["sparsity"] == 0.0:
+                continue  # the same model as dense
+            layer = LayerConfig(keep=True, **fields)
+            for depth in depths:
+                layers = [layer] * depth + [LayerConfig.dropped()] * (space.num_layers - depth)
+                arch = Architecture(tuple(layers))
+                if arch in grid or not space.contains(arch):
+                    continue
+                latency = self.latency(arch)
+                if self.objective.feasible(latency):
+                    grid[arch] = latency
+        # Closest to the budget first; ties broken by the stable JSON so the order is total.
+        ordered = sorted(grid, key=lambda a: (-grid[a], a.to_json()))
+        return coarse_to_fine(ordered) if self.objective.kind == "pareto" else ordered
+
+    def _ask(self, n: int) -> list[Architecture]:
+        if self._grid is None:
+            self._grid = self._build_grid()
+        batch: list[Architecture] = []
+        while len(batch) < n and self._grid:
+            arch = self._grid.pop(0)
+            if self.is_new(arch, batch):
+                batch.append(arch)
+        while len(batch) < n:
+            batch.append(self.sample_new(batch))
+        return batch
+
+
+def coarse_to_fine(items: Sequence[T]) -> list[T]:
+    """``items`` reordered by bisection: both ends, then the midpoints of ever finer intervals."""
+    if len(items) <= 2:
+        return list(items)
+    order = [0, len(items) - 1]
+    intervals = [(0, len(items) - 1)]
+    while intervals:
+        refined = []
+        for low, high in intervals:
+            if high - low > 1:
+                middle = (low + high) // 2
+                order.append(middle)
+                refined += [(low, middle), (middle, high)]
+        intervals = refined
+    return [items[i] for i in order]

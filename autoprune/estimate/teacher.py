@@ -1,0 +1,187 @@
+"""The teacher: the dense base model fine-tuned on the task once, cached on disk.
+
+Every candidate is built from the teacher (so it starts from task-tuned weights, which is
+what makes a few hundred steps of fine-tuning informative) and distils from it. The cache
+key covers the base model's files, the task data's content, the recipe and the seed, so a
+second job on the same inputs loads the teacher in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+from transformers import (
+    AutoConfig,
+    AutoTokenizer,
+    BertForSequenceClassification,
+    get_linear_schedule_with_warmup,
+)
+
+from autoprune.data import Encoded, Task, TaskData, collate, encode, training_batches
+from autoprune.errors import ModelError
+from autoprune.estimate.cache import DiskCache, content_key, model_fingerprint
+from autoprune.estimate.training import (
+    evaluate,
+    freeze_embeddings,
+    make_optimizer,
+    torch_threads,
+)
+from autoprune.models import load_base, load_tokenizer, resolve_model_path
+
+TEACHER_FILE = "teacher.json"
+
+
+@dataclass(frozen=True)
+class TeacherRecipe:
+    """How the teacher is fine-tuned.
+
+    ``steps=None`` trains ``epochs`` passes over the training set, capped at ``max_steps``
+    (SST-2's 67k sentences would otherwise take an hour on 2 cores). Defaults follow the
+    MiniLM measurements in MEASUREMENTS.md: lr 1e-4, batch 32, length 64, embeddings frozen.
+    """
+
+    steps: int | None = None
+    epochs: float = 3.0
+    max_steps: int = 2000
+    batch_size: int = 32
+    lr: float = 1e-4
+    warmup: float = 0.06
+    weight_decay: float = 0.01
+    max_seq_len: int = 64
+    eval_max_seq_len: int = 128
+    eval_batch_size: int = 64
+    freeze_embeddings: bool = True
+
+    def resolve_steps(self, train_size: int) -> int:
+        if self.steps is not None:
+            return self.steps
+        return max(1, min(self.max_steps, math.ceil(self.epochs * train_size / self.batch_size)))
+
+    @classmethod
+    def from_spec(cls, estimate: Any, task: Any | None = None) -> TeacherRecipe:
+        """From an ``EstimateSpec`` (and the ``TaskSpec`` for the evaluation length)."""
+        return cls(steps=estimate.teacher_steps, batch_size=estimate.batch_size,
+                   lr=estimate.teacher_lr, max_seq_len=estimate.max_seq_len,
+                   eval_max_seq_len=getattr(task, "max_seq_len", 128),
+                   freeze_embeddings=estimate.freeze_embeddings)
+
+
+@dataclass
+class Teacher:
+    """A fine-tuned dense model with its dev metrics and what it cost."""
+
+    model: nn.Module
+    tokenizer: Any
+    task: Task
+    metrics: dict[str, float]
+    seconds: float
+    steps: int
+    directory: Path
+    key: str
+    cached: bool = False
+
+    @property
+    def metric(self) -> float:
+        """The value of the task's main metric on the dev set."""
+        return self.metrics[self.task.main_metric]
+
+    @classmethod
+    def load(cls, directory: Path, task: Task, cached: bool = True) -> Teacher:
+        info = json.loads((directory / TEACHER_FILE).read_text())
+        model = BertForSequenceClassification.from_pretrained(directory)
+        if int(model.config.num_labels) != task.num_labels:
+            raise ModelError(f"{directory}: teacher has {model.config.num_labels} outputs, "
+                             f"task {task.name!r} needs {task.num_labels}")
+        model.eval()
+        tokenizer = AutoTokenizer.from_pretrained(directory)
+        return cls(model, tokenizer, task, info["metrics"], info["seconds"], info["steps"],
+                   directory, info["key"], cached)
+
+
+def teacher_key(model_id: str, data: TaskData, recipe: TeacherRecipe, seed: int) -> str:
+    return content_key({"kind": "teacher", "model": model_id, "data": data.fingerprint(),
+                        "recipe": asdict(recipe), "seed": seed, "version": 1})
+
+
+def fine_tune(model: nn.Module, train: Encoded, recipe: TeacherRecipe, steps: int, seed: int,
+              progress: bool = True, description: str = "teacher") -> None:
+    """Plain supervised fine-tuning (the model's own CE/MSE loss) for ``steps`` steps."""
+    torch.manual_seed(seed)
+    if recipe.freeze_embeddings:
+        freeze_embeddings(model)
+    optimizer = make_optimizer(model, recipe.lr, recipe.weight_decay)
+    schedule = get_linear_schedule_with_warmup(optimizer, int(recipe.warmup * steps), steps)
+    model.train()
+    batches = training_batches(train, recipe.batch_size, seed)
+    with tqdm(total=steps, desc=description, disable=not progress, unit="step") as bar:
+        for _ in range(steps):
+            loss = model(**collate(train, next(batches))).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+            bar.update()
+    model.eval()
+
+
+def check_head_fits(model_name: str, task: Task) -> None:
+    """A checkpoint that already has a sequence-classification head must fit the task.
+
+    Hugging Face would silently re-initialise a mismatched head (a 3-way MNLI model asked for
+    SST-2's 2 labels); a user who passes a fine-tuned model almost certainly meant its head,
+    so that is bad input, not something to paper over. A bare encoder (no head) always fits.
+    """
+    try:
+        config = AutoConfig.from_pretrained(resolve_model_path(model_name))
+    except (OSError, ValueError):
+        return  # load_base reports unloadable models with its own message
+    heads = [a for a in (config.architectures or []) if a.endswith("ForSequenceClassification")]
+    if heads and int(config.num_labels) != task.num_labels:
+        raise ModelError(f"model {model_name!r}: its classification head has "
+                         f"{config.num_labels} outputs, task {task.name!r} needs {task.num_labels}")
+
+
+def prepare_teacher(model_name: str, data: TaskData, recipe: TeacherRecipe | None = None,
+                    seed: int = 0, cache: DiskCache | None = None, threads: int | None = None,
+                    progress: bool = True) -> Teacher:
+    """The teacher for ``(model, data, recipe, seed)``: from the cache, or trained and cached.
+
+    ``model_name`` is anything :func:`autoprune.models.load_base` accepts.
+    """
+    recipe = recipe or TeacherRecipe()
+    cache = cache or DiskCache()
+    check_head_fits(model_name, data.task)
+    key = teacher_key(model_fingerprint(resolve_model_path(model_name)), data, recipe, seed)
+
+    def build(directory: Path) -> None:
+        with torch_threads(threads):
+            start = time.perf_counter()
+            tokenizer = load_tokenizer(model_name)
+            torch.manual_seed(seed)  # the fresh classifier head
+            model = load_base(model_name, data.task.num_labels)
+            steps = recipe.resolve_steps(len(data.train))
+            fine_tune(model, encode(data.train, tokenizer, recipe.max_seq_len), recipe, steps,
+                      seed, progress, f"teacher {data.task.name}")
+            dev = encode(data.dev, tokenizer, recipe.eval_max_seq_len)
+            metrics = evaluate(model, data.task, dev, recipe.eval_batch_size)
+            seconds = time.perf_counter() - start
+        model.save_pretrained(directory)
+        tokenizer.save_pretrained(directory)
+        info = {"key": key, "model": model_name, "task": data.task.name, "metrics": metrics,
+                "main_metric": data.task.main_metric, "seconds": seconds, "steps": steps,
+                "train_samples": steps * recipe.batch_size, "recipe": asdict(recipe),
+                "seed": seed}
+        (directory / TEACHER_FILE).write_text(json.dumps(info, indent=2))
+
+    directory, hit = cache.get_or_build("teachers", key, build)
+    return Teacher.load(directory, data.task, cached=hit)

@@ -1,0 +1,124 @@
+"""Which machine and software a latency figure belongs to.
+
+A latency model is only meaningful on the device it was measured on: another CPU, another
+core count, another thread setting or another kernel library (torch, onnxruntime) changes
+every figure. The fingerprint records those facts; :func:`differences` names the ones that
+differ so a caller can warn (or, when strict, refuse) with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+# Keys that make latency figures incomparable when they differ. The hostname and the date are
+# recorded for people, not compared: two identical cloud VMs are the same device.
+COMPARED_KEYS: tuple[str, ...] = (
+    "cpu_model", "machine", "physical_cores", "logical_cpus", "threads", "backend", "libraries",
+)
+
+_BACKEND_LIBRARIES: dict[str, tuple[str, ...]] = {
+    "torch": ("torch", "transformers"),
+    "onnxruntime": ("torch", "transformers", "onnxruntime", "onnx"),
+}
+
+
+def _cpuinfo() -> tuple[str, int]:
+    """(CPU model name, physical core count) from /proc/cpuinfo; platform data elsewhere."""
+    model, cores = platform.processor() or platform.machine(), set()
+    path = Path("/proc/cpuinfo")
+    if path.is_file():
+        physical = core = ""
+        for line in path.read_text(errors="replace").splitlines():
+            key, _, value = (part.strip() for part in line.partition(":"))
+            if key == "model name" and value:
+                model = value
+            elif key == "physical id":
+                physical = value
+            elif key == "core id":
+                core = value
+                cores.add((physical, core))
+    logical = os.cpu_count() or 1
+    return model, len(cores) or logical
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (the affinity mask, e.g. under a container's cpuset)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def machine_load() -> dict[str, float]:
+    """The 1-minute load average and the CPUs this process may use.
+
+    Recorded with every profile and validation: on a shared machine, a load near the CPU
+    count means the threads of a timed model compete with other processes, and OpenMP
+    threads that must meet at barriers then slow down by up to 40x (measured on 2 cores).
+    """
+    try:
+        one_minute = os.getloadavg()[0]
+    except (AttributeError, OSError):  # pragma: no cover - not Unix
+        one_minute = float("nan")
+    return {"load_1min": round(one_minute, 2), "usable_cpus": float(usable_cpus())}
+
+
+def oversubscribed(threads: int, load: dict[str, float] | None = None) -> bool:
+    """Whether other work already occupies the CPUs that ``threads`` would need."""
+    load = load or machine_load()
+    return load["load_1min"] + threads > load["usable_cpus"] + 0.5
+
+
+def device_fingerprint(backend: str, threads: int) -> dict[str, Any]:
+    """The facts about this machine and software that a latency figure depends on."""
+    model, physical = _cpuinfo()
+    libraries = {name: _version(name) for name in _BACKEND_LIBRARIES.get(backend, ("torch",))}
+    return {
+        "cpu_model": model,
+        "machine": platform.machine(),
+        "physical_cores": physical,
+        "logical_cpus": usable_cpus(),
+        "threads": int(threads),
+        "backend": backend,
+        "libraries": {k: v for k, v in libraries.items() if v is not None},
+        "python": platform.python_version(),
+        "hostname": platform.node(),
+    }
+
+
+def fingerprint_hash(fingerprint: dict[str, Any]) -> str:
+    """A short stable hash of the compared keys (the same device gives the same hash)."""
+    compared = {key: fingerprint.get(key) for key in COMPARED_KEYS}
+    text = json.dumps(compared, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def differences(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """Human-readable differences in the compared keys, empty when the devices match."""
+    found = []
+    for key in COMPARED_KEYS:
+        if key == "libraries":
+            old, new = recorded.get(key) or {}, current.get(key) or {}
+            for name in sorted(set(old) | set(new)):
+                if old.get(name) != new.get(name):
+                    found.append(f"{name} {old.get(name)} != {new.get(name)}")
+        elif recorded.get(key) != current.get(key):
+            found.append(f"{key} {recorded.get(key)!r} != {current.get(key)!r}")
+    return found
+
+
+def matches(recorded: dict[str, Any], current: dict[str, Any]) -> bool:
+    return not differences(recorded, current)

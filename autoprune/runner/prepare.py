@@ -1,0 +1,161 @@
+"""Everything a job needs before its first trial, built once from its spec.
+
+The base model's shape, the task, the latency model (profiled first when the spec asks for it
+or the stored model was measured on another device), the budget in milliseconds, the
+objective, the seeded controller, and a factory for the estimator (whose teacher and
+importance scores are trained once and cached on disk, so every worker that builds its own
+estimator loads them instead of training again).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from autoprune.controllers import TrialResult, get_controller
+from autoprune.errors import LatencyModelError
+from autoprune.objectives import Objective
+from autoprune.space import Architecture, ModelShape, SearchSpace
+from autoprune.spec import JobSpec
+
+log = logging.getLogger(__name__)
+
+
+def autoprune_home() -> Path:
+    """``AUTOPRUNE_HOME`` or ``~/.autoprune``: the default database, caches and work files."""
+    home = Path(os.environ.get("AUTOPRUNE_HOME", Path.home() / ".autoprune")).expanduser()
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+def base_shape(model: str, num_labels: int) -> ModelShape:
+    """The base model's shape from its config alone (no weights loaded)."""
+    from transformers import AutoConfig
+
+    from autoprune.models import resolve_model_path
+
+    config = AutoConfig.from_pretrained(resolve_model_path(model))
+    return ModelShape.from_config(config, num_labels=num_labels)
+
+
+def load_or_profile_latency_model(spec: JobSpec, store: Any = None, quiet: bool = False) -> Any:
+    """The spec's latency model, profiling this device first when the spec says so."""
+    from autoprune.latency import LatencyModel, profile
+    from autoprune.latency.fingerprint import device_fingerprint, differences
+
+    latency = spec.latency
+    path = latency.model
+    need_profile = latency.profile is True or path is None or not path.is_file()
+    if not need_profile and latency.profile == "auto":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            existing = LatencyModel.load(path)
+        current = device_fingerprint(latency.backend, existing.threads)
+        need_profile = bool(differences(existing.fingerprint, current))
+        if need_profile:
+            log.warning("latency model %s was measured on another device: profiling", path)
+    if need_profile:
+        out = path or autoprune_home() / "latency_models" / (
+            f"{spec.name}-{latency.backend}-b{latency.batch}-s{latency.seq_len}.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return profile(spec.model, latency.backend, latency.batch, latency.seq_len,
+                       latency.threads, out, store=store)
+    model = LatencyModel.load(path, strict=latency.strict)
+    if (model.batch, model.seq_len) != (latency.batch, latency.seq_len):
+        raise LatencyModelError(
+            f"{path}: measured at batch {model.batch}, seq_len {model.seq_len}; the spec asks for "
+            f"batch {latency.batch}, seq_len {latency.seq_len}"
+        )
+    return model
+
+
+@dataclass
+class Prepared:
+    """A job, ready to search."""
+
+    spec: JobSpec
+    space: SearchSpace
+    objective: Objective
+    controller: Any
+    latency_model: Any
+    metric_name: str
+    estimator_factory: Callable[[], Any]
+    work_dir: str
+    skip_infeasible: bool = True
+    _estimator: Any = field(default=None, repr=False)
+
+    @property
+    def spec_hash(self) -> str:
+        return hashlib.sha256(self.spec.to_json().encode()).hexdigest()[:12]
+
+    @property
+    def budget_ms(self) -> float:
+        return self.objective.budget_ms
+
+    def predict_latency(self, architecture: Architecture) -> float:
+        return float(self.latency_model.predict(architecture))
+
+    def make_estimator(self) -> Any:
+        if self._estimator is None:
+            self._estimator = self.estimator_factory()
+        return self._estimator
+
+    def make_result(self, number: int, architecture: Architecture, state: str,
+                    metric: float | None, latency_ms: float, batch: int) -> TrialResult:
+        return TrialResult(trial_id=number, architecture=architecture, metric=metric,
+                           latency_ms=latency_ms, state=state, predicted=True,  # type: ignore[arg-type]
+                           batch=batch)
+
+
+def controller_options(cls: Any, spec: JobSpec) -> dict[str, Any]:
+    options = dict(spec.controller.options)
+    if cls.accepts("population"):
+        options.setdefault("population", spec.controller.population)
+    return options
+
+
+def prepare(spec: JobSpec, *, store: Any = None, quiet: bool = False,
+            estimator_factory: Callable[[], Any] | None = None,
+            latency_model: Any = None) -> Prepared:
+    """Build a :class:`Prepared` job; trains the teacher now if it is not cached yet."""
+    from autoprune.data import load_task
+
+    task = load_task(spec.task, seed=spec.estimate.seed)
+    num_labels = len(task.task.labels) if task.task.labels else 1
+    shape = base_shape(spec.model, num_labels)
+    space = SearchSpace.load(spec.space, shape)
+    model = latency_model or load_or_profile_latency_model(spec, store=store, quiet=quiet)
+    dense_ms = float(model.dense_ms)
+    budget = spec.latency.budget_ms or spec.latency.budget_ratio * dense_ms  # type: ignore[operator]
+    objective = Objective(kind=spec.objective.kind, budget_ms=float(budget), w=spec.objective.w,
+                          dense_ms=dense_ms)
+    cls = get_controller(spec.controller.name)
+    controller = cls(space, objective, seed=spec.controller.seed, latency_fn=model.predict,
+                     **controller_options(cls, spec))
+    if estimator_factory is None:
+        from autoprune.estimate import build_estimator
+
+        def estimator_factory() -> Any:
+            return build_estimator(spec, progress=not quiet)
+
+    work_dir = autoprune_home() / "work" / hashlib.sha256(spec.to_json().encode()).hexdigest()[:12]
+    work_dir.mkdir(parents=True, exist_ok=True)
+    return Prepared(
+        spec=spec, space=space, objective=objective, controller=controller,
+        latency_model=model, metric_name=task.task.main_metric,
+        estimator_factory=estimator_factory, work_dir=str(work_dir),
+        skip_infeasible=objective.hard,
+    )
+
+
+def build_estimator_from_json(spec_json: str, threads: int | None) -> Any:
+    """What a Ray worker calls: the same estimator, its teacher loaded from the disk cache."""
+    from autoprune.estimate import build_estimator
+
+    return build_estimator(JobSpec.from_json(spec_json), threads=threads, progress=False)

@@ -1,0 +1,288 @@
+"""The search loop of one job, independent of where candidates are evaluated.
+
+``SearchSession`` owns the ask → predict → (tell infeasible at once | evaluate) → record →
+tell cycle; executors only decide where and when candidates run. The session is the only
+writer of the job's trials: workers return results, the session stores them the moment they
+arrive.
+
+Resume is a replay: a fresh, seeded controller is driven through the same loop, and every
+architecture it asks that the store already finished is answered from the store instead of
+being evaluated again. Controllers are deterministic functions of their seed and the ordered
+results they are told, and results are told in ask order (not arrival order), so the replay
+reproduces the original proposals; trials that were running when the previous owner died
+are evaluated again under the same trial number.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from autoprune.errors import AutopruneError, InfeasibleError
+from autoprune.space import Architecture
+
+FINISHED = "FINISHED"
+WAIT = None
+FINAL_STATES = ("complete", "pruned", "failed")
+
+
+class JobCancelled(AutopruneError):
+    """``autoprune cancel`` asked this job to stop."""
+
+
+class JobTakenOver(AutopruneError):
+    """Another service claimed this job (our heartbeat expired)."""
+
+
+class JobInterrupted(AutopruneError):
+    """The service was asked to stop (SIGTERM); the job goes back to the queue."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One architecture to evaluate, as handed to an executor."""
+
+    number: int
+    architecture: Architecture
+    predicted_latency_ms: float
+    attempt: int = 0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What evaluating a candidate gave (or why it gave nothing)."""
+
+    state: Literal["complete", "pruned", "failed"]
+    metric: float | None = None
+    fidelity: int | None = None
+    seconds: float | None = None
+    samples: int | None = None
+    error: str | None = None
+    worker: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def failure(cls, error: BaseException | str, worker: str | None = None) -> Outcome:
+        text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+        return cls(state="failed", error=text[:4000], worker=worker)
+
+
+@dataclass
+class _Slot:
+    """A position in the current ask batch, filled when its result is known."""
+
+    number: int
+    architecture: Architecture
+    predicted_latency_ms: float
+    result: Any = None  # a controller TrialResult once known
+
+
+@dataclass
+class Progress:
+    evaluated: int = 0
+    infeasible: int = 0
+    failed: int = 0
+    replayed: int = 0
+    best_feasible: float | None = None
+    started: float = field(default_factory=time.monotonic)
+
+
+class SearchSession:
+    """Drives one job's controller against the store; executors pull candidates from it."""
+
+    def __init__(
+        self,
+        store: Any,
+        job_id: int,
+        prepared: Any,
+        *,
+        batch_size: int,
+        owner: str | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
+        max_ask_factor: int = 50,
+    ) -> None:
+        self.store = store
+        self.job_id = job_id
+        self.prepared = prepared
+        self.owner = owner
+        self.batch_size = max(1, batch_size)
+        self.on_progress = on_progress
+        self.budget = prepared.spec.controller.evaluations
+        self.progress = Progress()
+        self._max_asks = max_ask_factor * self.budget
+        self._asked = 0
+        self._batch_index = 0
+        self._batch: list[_Slot] = []
+        self._pending: deque[Candidate] = deque()
+        self._outstanding: set[int] = set()
+        self._stored = {trial.architecture_hash: trial for trial in store.trials(job_id)}
+        # Set when the run must end early (cancelled, taken over, infeasible); executors that
+        # cannot raise from their callbacks (Ray Tune's searcher) stop on it and re-raise it.
+        self.aborted: BaseException | None = None
+        self.stop_event: threading.Event | None = None
+
+    # ---- the executor-facing side --------------------------------------------------------
+    def next_candidate(self) -> Candidate | str | None:
+        """A candidate to evaluate, ``WAIT`` (None) while a batch is in flight, or FINISHED."""
+        while True:
+            if self._pending:
+                return self._pending.popleft()
+            if self._outstanding:
+                return WAIT
+            if self.progress.evaluated >= self.budget:
+                return FINISHED
+            self._check_control()
+            self._open_batch()
+
+    def record(self, candidate: Candidate, outcome: Outcome) -> None:
+        """Store an evaluated candidate's outcome at once; tell the batch when it is whole."""
+        metric = outcome.metric
+        state = outcome.state
+        error = outcome.error
+        if state != "failed" and (metric is None or not math.isfinite(metric)):
+            state, error = "failed", f"the estimator returned a non-finite metric ({metric!r})"
+            metric = None
+        reward = None
+        if metric is not None:
+            reward = self.prepared.objective.reward(metric, candidate.predicted_latency_ms)
+        extra = {"batch": self._batch_index, **outcome.extra}
+        if outcome.seconds is not None:
+            extra["seconds"] = round(outcome.seconds, 3)
+        if outcome.samples is not None:
+            extra["samples"] = outcome.samples
+        self.store.update_trial(
+            self.job_id,
+            candidate.number,
+            state=state,
+            metric_value=metric,
+            fidelity=outcome.fidelity,
+            reward=reward,
+            worker=outcome.worker,
+            error=error,
+            extra=extra,
+            finished=True,
+        )
+        self.progress.evaluated += 1
+        if state == "failed":
+            self.progress.failed += 1
+        elif metric is not None and self.prepared.objective.feasible(candidate.predicted_latency_ms):
+            best = self.progress.best_feasible
+            self.progress.best_feasible = metric if best is None else max(best, metric)
+        self._fill(candidate.number, state, metric, candidate.predicted_latency_ms)
+        self._outstanding.discard(candidate.number)
+        self._maybe_tell()
+        self._notify()
+
+    def mark_running(self, candidate: Candidate, worker: str | None = None) -> None:
+        self.store.update_trial(self.job_id, candidate.number, state="running", worker=worker,
+                                started=True)
+
+    @property
+    def done(self) -> bool:
+        return self.progress.evaluated >= self.budget and not self._outstanding
+
+    # ---- internals -----------------------------------------------------------------------
+    def _check_control(self) -> None:
+        if self.stop_event is not None and self.stop_event.is_set():
+            raise JobInterrupted(f"job {self.job_id} interrupted; it goes back to the queue")
+        job = self.store.get_job(self.job_id)
+        if job.cancel_requested or job.state == "cancelled":
+            raise JobCancelled(f"job {self.job_id} was cancelled")
+        if self.owner is not None and not self.store.heartbeat(self.job_id, self.owner):
+            raise JobTakenOver(f"job {self.job_id} is owned by another service now")
+
+    def _open_batch(self) -> None:
+        if self._asked >= self._max_asks:
+            raise InfeasibleError(
+                f"{self._asked} candidates proposed and only {self.progress.evaluated} feasible: "
+                "the latency budget is probably below what the search space can reach"
+            )
+        n = min(self.batch_size, self.budget - self.progress.evaluated)
+        self._batch_index += 1
+        architectures = self.prepared.controller.ask(n)
+        self._asked += len(architectures)
+        self._batch = []
+        for architecture in architectures:
+            predicted = float(self.prepared.predict_latency(architecture))
+            slot = _Slot(0, architecture, predicted)
+            self._batch.append(slot)
+            stored = self._stored.get(architecture.hash)
+            if stored is not None and stored.state in FINAL_STATES:
+                slot.number = stored.number
+                self._replay(slot, stored)
+                continue
+            feasible = self.prepared.objective.feasible(predicted)
+            if not feasible and self.prepared.skip_infeasible:
+                slot.number = self._trial_number(stored, architecture, predicted, infeasible=True)
+                self._fill(slot.number, "infeasible", None, predicted)
+                self.progress.infeasible += 1
+                continue
+            slot.number = self._trial_number(stored, architecture, predicted, infeasible=False)
+            attempt = (stored.attempt if stored is not None else 0) or 0
+            self._pending.append(Candidate(slot.number, architecture, predicted, attempt))
+            self._outstanding.add(slot.number)
+        self._maybe_tell()
+        self._notify()
+
+    def _trial_number(self, stored: Any, architecture: Architecture, predicted: float,
+                      *, infeasible: bool) -> int:
+        stats = self.prepared.space.stats(architecture)
+        fields: dict[str, Any] = {
+            "predicted_latency_ms": predicted,
+            "size_bytes": stats.bytes,
+            "metric_name": self.prepared.metric_name,
+            "extra": {"batch": self._batch_index, "parameters": stats.parameters,
+                      "budget_ms": round(self.prepared.budget_ms, 4),
+                      **({"infeasible": True} if infeasible else {})},
+        }
+        if infeasible:
+            fields.update(state="pruned", error="infeasible: predicted latency over budget",
+                          fidelity=0, finished=True)
+        if stored is not None:
+            self.store.update_trial(self.job_id, stored.number, **fields)
+            return stored.number
+        record = self.store.add_trial(
+            self.job_id, architecture.to_json(), architecture.hash,
+            state="pruned" if infeasible else "waiting", **{k: v for k, v in fields.items()
+                                                             if k != "state"},
+        )
+        self._stored[architecture.hash] = record
+        return record.number
+
+    def _replay(self, slot: _Slot, stored: Any) -> None:
+        infeasible = bool((stored.extra or {}).get("infeasible"))
+        state = "infeasible" if infeasible else stored.state
+        self._fill(slot.number, state, stored.metric_value, slot.predicted_latency_ms)
+        if infeasible:
+            self.progress.infeasible += 1
+            return
+        self.progress.evaluated += 1
+        self.progress.replayed += 1
+        if stored.state == "failed":
+            self.progress.failed += 1
+        elif stored.metric_value is not None and self.prepared.objective.feasible(slot.predicted_latency_ms):
+            best = self.progress.best_feasible
+            value = stored.metric_value
+            self.progress.best_feasible = value if best is None else max(best, value)
+
+    def _fill(self, number: int, state: str, metric: float | None, latency: float) -> None:
+        for slot in self._batch:
+            if slot.number == number and slot.result is None:
+                slot.result = self.prepared.make_result(
+                    number, slot.architecture, state, metric, latency, self._batch_index
+                )
+                return
+
+    def _maybe_tell(self) -> None:
+        if self._batch and all(slot.result is not None for slot in self._batch):
+            self.prepared.controller.tell([slot.result for slot in self._batch])
+            self._batch = []
+
+    def _notify(self) -> None:
+        if self.on_progress is not None:
+            self.on_progress(self.progress)

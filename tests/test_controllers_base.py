@@ -1,0 +1,203 @@
+"""Controller plumbing and per-strategy behaviour beyond the shared contract."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from autoprune.controllers import (
+    CONTROLLERS,
+    ControllerError,
+    TrialResult,
+    get_controller,
+    group_batches,
+)
+from autoprune.controllers.testing import SyntheticProblem, drive, make, small_space
+from autoprune.controllers.uniform import coarse_to_fine
+from autoprune.errors import SpecError
+from autoprune.objectives import Objective
+from autoprune.space import Architecture
+
+
+@pytest.fixture()
+def problem() -> SyntheticProblem:
+    return SyntheticProblem(small_space())
+
+
+def test_registry_names_and_aliases() -> None:
+    assert set(CONTROLLERS) == {
+        "random",
+        "uniform",
+        "evolution",
+        "swiftpruner",
+        "amc",
+        "optuna-tpe",
+        "optuna-nsga2",
+        "pymoo-nsga2",
+    }
+    assert get_controller("tpe") is get_controller("optuna-tpe")
+    assert get_controller("nsga2").name == "pymoo-nsga2"
+    with pytest.raises(SpecError, match="controller.name: unknown controller 'grid'"):
+        get_controller("grid")
+
+
+def test_unknown_and_invalid_options_name_the_key(problem: SyntheticProblem) -> None:
+    space, objective = problem.space, problem.objective()
+    with pytest.raises(SpecError, match=r"^controller\.options\.foo: unknown option$"):
+        get_controller("evolution")(space, objective, foo=1)
+    with pytest.raises(SpecError, match=r"controller\.options\.population"):
+        get_controller("evolution")(space, objective, population=1)
+    with pytest.raises(SpecError, match="elites must be smaller"):
+        get_controller("evolution")(space, objective, population=3, elites=3)
+    with pytest.raises(SpecError, match=r"controller\.options\.warmup"):
+        get_controller("amc")(space, objective, warmup="many")
+    assert get_controller("pymoo-nsga2").accepts("population")
+    assert not get_controller("random").accepts("population")
+
+
+def test_driving_errors(problem: SyntheticProblem) -> None:
+    controller = make("random", problem.space, problem.objective())
+    with pytest.raises(ControllerError):
+        controller.ask(0)
+    arch = controller.ask(1)[0]
+    with pytest.raises(ControllerError, match="unknown state"):
+        controller.tell([TrialResult(0, arch, 0.8, 1.0, "done")])  # type: ignore[arg-type]
+
+
+def test_trial_result_usable_and_batches() -> None:
+    arch = Architecture.dense(2, 4)
+    assert TrialResult(0, arch, 0.8, 1.0, "complete").usable
+    assert TrialResult(0, arch, 0.7, 1.0, "pruned").usable
+    assert not TrialResult(0, arch, None, 1.0, "infeasible").usable
+    assert not TrialResult(0, arch, float("nan"), 1.0, "complete").usable
+    history = [
+        TrialResult(i, arch, None, None, "failed", batch=b)
+        for i, b in enumerate([0, 0, 1, 2, 2, 2])
+    ]
+    assert [len(b) for b in group_batches(history)] == [2, 1, 3]
+
+
+def test_flops_proxy_scales_dense_to_dense_ms(problem: SyntheticProblem) -> None:
+    controller = make("random", problem.space, problem.objective())
+    assert controller.latency(problem.space.dense()) == pytest.approx(problem.dense_ms)
+    smaller = problem.space.decode(np.zeros(len(problem.space.dims), dtype=int))
+    assert controller.latency(smaller) < problem.dense_ms
+
+
+@pytest.mark.parametrize("name", ["uniform", "amc"])
+def test_latency_needing_controllers_refuse_without_any_latency(
+    name: str, problem: SyntheticProblem
+) -> None:
+    with pytest.raises(SpecError, match="latency predictor or objective.dense_ms"):
+        make(name, problem.space, Objective(budget_ms=5.0))
+
+
+@pytest.mark.parametrize("name", list(CONTROLLERS))
+@pytest.mark.parametrize("kind", ["mnas", "pareto"])
+def test_every_objective_kind_runs(name: str, kind: str, problem: SyntheticProblem) -> None:
+    controller = make(name, problem.space, problem.objective(kind=kind), latency_fn=problem.latency)
+    history = drive(controller, problem, evaluations=10, batch=4)
+    assert sum(r.state == "complete" for r in history) == 10
+    assert all(problem.space.contains(r.architecture) for r in history)
+
+
+@pytest.mark.parametrize("name", list(CONTROLLERS))
+def test_every_controller_runs_on_the_flops_proxy(name: str, problem: SyntheticProblem) -> None:
+    """Without a predictor, proposals are filtered by the FLOPs proxy and stay within budget."""
+    objective = problem.objective(budget_ratio=0.5)
+    controller = make(name, problem.space, objective)
+    proposals = controller.ask(6)
+    proxy = [controller.latency(a) for a in proposals]
+    assert all(objective.feasible(value) for value in proxy), f"{name}: {proxy}"
+
+
+def test_amc_clips_every_episode_to_the_budget(problem: SyntheticProblem) -> None:
+    objective = problem.objective(budget_ratio=0.35)
+    controller = make(
+        "amc", problem.space, objective, latency_fn=problem.latency, warmup=0, noise=0.3
+    )
+    history = drive(controller, problem, evaluations=16, batch=4)
+    assert all(r.state == "complete" for r in history), "AMC proposed an over-budget architecture"
+    # AMC searches widths only (every layer kept); only its fallback for a repeated episode
+    # (a mutation) may touch other dimensions.
+    widths_only = [all(layer.keep for layer in r.architecture) for r in history]
+    assert all(widths_only[:4]) and sum(widths_only) >= len(history) // 2
+    # Clipping is tight: the proposals use most of the budget.
+    assert max(r.latency_ms for r in history) > 0.8 * objective.budget_ms  # type: ignore[operator]
+
+
+def test_amc_learns_from_its_replay(problem: SyntheticProblem) -> None:
+    controller = make("amc", problem.space, problem.objective(), latency_fn=problem.latency)
+    before = [p.detach().clone() for p in controller._actor.parameters()]
+    drive(controller, problem, evaluations=16, batch=4)
+    assert len(controller._replay) == 16 * len(controller._blocks)
+    assert any(
+        not np.allclose(b.numpy(), a.detach().numpy())
+        for b, a in zip(before, controller._actor.parameters(), strict=True)
+    )
+
+
+def test_uniform_sweeps_uniform_architectures_from_the_budget_down(
+    problem: SyntheticProblem,
+) -> None:
+    objective = problem.objective()
+    controller = make("uniform", problem.space, objective, latency_fn=problem.latency)
+    proposals = controller.ask(6)
+    latencies = [problem.latency(a) for a in proposals]
+    assert latencies == sorted(latencies, reverse=True)
+    assert all(objective.feasible(value) for value in latencies)
+    for arch in proposals:
+        kept = [layer for layer in arch if layer.keep]
+        assert len(set(kept)) == 1 and arch.kept_layers == list(range(len(kept)))
+
+
+def test_uniform_walks_coarse_to_fine_for_a_pareto_objective(problem: SyntheticProblem) -> None:
+    assert coarse_to_fine(list(range(10))) == [0, 9, 4, 2, 6, 1, 3, 5, 7, 8]
+    assert coarse_to_fine([1]) == [1]
+    objective = problem.objective(kind="pareto")
+    proposals = make("uniform", problem.space, objective, latency_fn=problem.latency).ask(3)
+    latencies = [problem.latency(a) for a in proposals]
+    assert latencies[0] == max(latencies) and latencies[1] == min(latencies)  # both ends first
+
+
+def test_evolution_keeps_its_elites_and_respects_the_budget(problem: SyntheticProblem) -> None:
+    objective = problem.objective()
+    controller = make("evolution", problem.space, objective, latency_fn=problem.latency)
+    history = drive(controller, problem, evaluations=24, batch=4)
+    assert all(r.state == "complete" for r in history)  # children are regenerated until feasible
+    best = max(history, key=lambda r: r.metric or 0.0)
+    assert best.architecture in [arch for _, _, arch in controller.population()]
+
+
+def test_swiftpruner_policy_is_trained(problem: SyntheticProblem) -> None:
+    controller = make(
+        "swiftpruner",
+        problem.space,
+        problem.objective(budget_ratio=0.4),
+        latency_fn=problem.latency,
+    )
+    uniform = controller._probabilities(0.0, np.ones(2 * len(problem.space.dims), dtype=bool))
+    drive(controller, problem, evaluations=30, batch=4)
+    learned = controller._probabilities(0.0, np.ones(2 * len(problem.space.dims), dtype=bool))
+    assert np.abs(controller._theta).sum() > 0
+    assert not np.allclose(uniform, learned)
+
+
+def test_optuna_study_mirrors_the_proposals(problem: SyntheticProblem) -> None:
+    objective = problem.objective()
+    controller = make("optuna-nsga2", problem.space, objective, latency_fn=problem.latency)
+    history = drive(controller, problem, evaluations=12, batch=4)
+    trials = controller._study.trials
+    finished = [t for t in trials if t.state.is_finished()]
+    assert len(finished) == len(trials) >= len(history)
+    for trial in finished:
+        if trial.values is not None:
+            assert list(trial.constraints.values())  # every completed trial carries its constraint
+
+
+def test_pymoo_fills_batches_larger_than_its_population(problem: SyntheticProblem) -> None:
+    controller = make("pymoo-nsga2", problem.space, problem.objective(), latency_fn=problem.latency)
+    history = drive(controller, problem, evaluations=20, batch=7)  # population 4: spares fill in
+    archs = [r.architecture for r in history]
+    assert len(set(archs)) == len(archs)
+    assert controller._algorithm.pop is not None and len(controller._algorithm.pop) == 4

@@ -1,0 +1,227 @@
+"""Teacher, importance, cheap fine-tune and proxy, end to end on a tiny random BERT."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
+
+from autoprune.data import GLUE_TASKS, Split, TaskData
+from autoprune.errors import ModelError
+from autoprune.estimate import (
+    CheapFinetune,
+    CheckpointError,
+    DiskCache,
+    FinetuneRecipe,
+    NullEstimator,
+    ProxyEstimator,
+    TeacherRecipe,
+    prepare_importance,
+    prepare_teacher,
+)
+from autoprune.space import Architecture, LayerConfig
+
+POSITIVE = ["good", "great", "fine", "lovely"]
+NEGATIVE = ["bad", "awful", "poor", "dull"]
+FILLER = ["the", "a", "film", "plot", "is", "was", "very", "quite", "and", "story"]
+VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *POSITIVE, *NEGATIVE, *FILLER]
+
+
+def sentiment_split(n: int, seed: int) -> Split:
+    """Filler words around one sentiment word: learnable in a few dozen steps."""
+    rng = np.random.default_rng(seed)
+    texts, labels = [], []
+    for _ in range(n):
+        label = int(rng.integers(0, 2))
+        words = list(rng.choice(FILLER, int(rng.integers(2, 10))))
+        words.insert(int(rng.integers(0, len(words) + 1)), str(rng.choice(POSITIVE if label else NEGATIVE)))
+        texts.append((" ".join(words),))
+        labels.append(label)
+    return Split(tuple(texts), np.asarray(labels, dtype=np.int64), f"synthetic-{seed}")
+
+
+def write_model(directory: Path, num_labels: int = 2) -> Path:
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=4, intermediate_size=64, max_position_embeddings=64,
+                        num_labels=num_labels, hidden_dropout_prob=0.0,
+                        attention_probs_dropout_prob=0.0)
+    BertForSequenceClassification(config).save_pretrained(directory)
+    BertTokenizer(vocab={t: i for i, t in enumerate(VOCAB)}).save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = tmp_path_factory.mktemp("estimate")
+    model_dir = write_model(root / "model")
+    data = TaskData(GLUE_TASKS["sst2"], sentiment_split(400, 0), sentiment_split(100, 1))
+    cache = DiskCache(root / "cache")
+    recipe = TeacherRecipe(steps=60, lr=2e-3, max_seq_len=32, freeze_embeddings=False)
+    teacher = prepare_teacher(str(model_dir), data, recipe, seed=0, cache=cache, threads=1,
+                              progress=False)
+    importance, _ = prepare_importance(teacher, data, batches=4, cache=cache, threads=1)
+    return {"root": root, "model": model_dir, "data": data, "cache": cache, "recipe": recipe,
+            "teacher": teacher, "importance": importance}
+
+
+HALF = Architecture((LayerConfig(heads=2, ffn=0.5), LayerConfig.dropped()))
+SPARSE_INT8 = Architecture((LayerConfig(heads=4, ffn=0.5, sparsity=0.5, pattern="unstructured",
+                                        bits=8), LayerConfig(heads=2, ffn=1.0, pattern="2:4")))
+DENSE = Architecture.dense(2, 4)
+
+
+def test_teacher_learns_and_records_its_metric(tiny: dict) -> None:
+    teacher = tiny["teacher"]
+    assert not teacher.cached
+    assert teacher.steps == 60 and teacher.seconds > 0
+    assert teacher.metric == teacher.metrics["accuracy"] >= 0.9  # the task is separable
+    assert (teacher.directory / "teacher.json").is_file()
+
+
+def test_second_call_is_a_cache_hit(tiny: dict) -> None:
+    again = prepare_teacher(str(tiny["model"]), tiny["data"], tiny["recipe"], seed=0,
+                            cache=tiny["cache"], progress=False)
+    assert again.cached and again.directory == tiny["teacher"].directory
+    assert again.metrics == tiny["teacher"].metrics
+    for a, b in zip(again.model.parameters(), tiny["teacher"].model.parameters()):
+        assert torch.equal(a, b)
+    other_seed = DiskCache(tiny["cache"].root)
+    assert not other_seed.has("teachers", "0" * 64)
+    scores, _ = prepare_importance(tiny["teacher"], tiny["data"], batches=4, cache=tiny["cache"])
+    assert torch.equal(scores.heads, tiny["importance"].heads)
+    assert len(list((tiny["cache"].root / "importance").glob("*/importance.safetensors"))) == 1
+
+
+def test_cheap_finetune_end_to_end(tiny: dict) -> None:
+    recipe = FinetuneRecipe(lr=1e-3, max_seq_len=32, eval_samples=60, hidden_weight=1.0)
+    estimator = CheapFinetune(tiny["teacher"], tiny["data"], tiny["importance"], recipe,
+                              checkpoint_dir=tiny["root"] / "ckpt", threads=1)
+    result = estimator.evaluate(SPARSE_INT8, steps=8)
+    assert result.metric_name == "accuracy" and 0.0 <= result.value <= 1.0
+    assert (result.steps, result.samples) == (8, 8 * 32)
+    assert result.seconds > 0 and result.details["steps_run"] == 8
+    assert result.details["eval_samples"] == 60
+    assert result.checkpoint is not None and result.checkpoint.is_file()
+    assert tiny["teacher"].model.bert.encoder.layer[0].attention.self.query.out_features == 32
+
+
+def test_resuming_a_lower_rung_equals_training_straight_through(tiny: dict) -> None:
+    recipe = FinetuneRecipe(lr=1e-3, max_seq_len=32, eval_samples=60, hidden_weight=0.0)
+    estimator = CheapFinetune(tiny["teacher"], tiny["data"], tiny["importance"], recipe,
+                              checkpoint_dir=tiny["root"] / "rungs", threads=1)
+    low = estimator.evaluate(HALF, steps=4)
+    resumed = estimator.evaluate(HALF, steps=10, resume_from=low.checkpoint)
+    straight = estimator.evaluate(HALF, steps=10)
+    assert resumed.details["steps_run"] == 6 and resumed.steps == 10
+    a = torch.load(resumed.checkpoint, weights_only=True)["model"]
+    b = torch.load(straight.checkpoint, weights_only=True)["model"]
+    assert a.keys() == b.keys()
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-5) for k in a)
+    assert resumed.value == pytest.approx(straight.value)
+    with pytest.raises(CheckpointError, match="another architecture"):
+        estimator.evaluate(DENSE, steps=10, resume_from=low.checkpoint)
+    with pytest.raises(CheckpointError, match="past"):
+        estimator.evaluate(HALF, steps=2, resume_from=resumed.checkpoint)
+
+
+def test_distillation_loss_decreases_on_a_fixed_batch(tiny: dict) -> None:
+    recipe = FinetuneRecipe(lr=3e-3, max_seq_len=32, hidden_weight=1.0, warmup_steps=1)
+    estimator = CheapFinetune(tiny["teacher"], tiny["data"], tiny["importance"], recipe, threads=1)
+    student = estimator.build(HALF)
+    optimizer = torch.optim.Adam([p for p in student.parameters() if p.requires_grad], lr=3e-3)
+    losses = []
+    for _ in range(15):
+        loss = estimator.loss(student, 0, HALF)  # always batch 0
+        losses.append(loss.item())
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_proxy_scores_without_training(tiny: dict) -> None:
+    recipe = FinetuneRecipe(max_seq_len=32, eval_samples=100, quantize="none")
+    proxy = ProxyEstimator.create(tiny["teacher"], tiny["data"], tiny["importance"], recipe,
+                                  threads=1)
+    dense = proxy.evaluate(DENSE)
+    assert dense.value == pytest.approx(tiny["teacher"].metric)  # nothing removed: the teacher
+    assert dense.steps == 0 and dense.samples == 0
+    kd = ProxyEstimator(proxy.finetune, mode="distill", batches=3)
+    assert kd.evaluate(DENSE).value == pytest.approx(0.0, abs=1e-4)
+    assert kd.evaluate(HALF).value < -1e-3
+    assert kd.metric_name == "neg_distill_loss"
+
+
+def test_null_estimator_ranks_by_capacity() -> None:
+    null = NullEstimator(num_heads=4)
+    assert null.evaluate(DENSE, 0).value > null.evaluate(HALF, 0).value > 0
+    assert null.evaluate(HALF, 5).steps == 5
+
+
+def test_a_head_that_does_not_fit_the_task(tiny: dict) -> None:
+    three = write_model(tiny["root"] / "three-way", num_labels=3)
+    with pytest.raises(ModelError, match=r"head has 3 outputs, task 'sst2' needs 2") as info:
+        prepare_teacher(str(three), tiny["data"], tiny["recipe"], cache=tiny["cache"],
+                        progress=False)
+    assert "\n" not in str(info.value)
+    from autoprune.estimate.teacher import Teacher
+
+    with pytest.raises(ModelError, match="teacher has 2 outputs, task 'mnli' needs 3"):
+        Teacher.load(tiny["teacher"].directory, GLUE_TASKS["mnli"])
+
+
+def test_build_estimator_from_a_job_spec(tiny: dict, tmp_path: Path) -> None:
+    from autoprune.estimate import build_estimator
+    from autoprune.spec import JobSpec
+
+    glue = tmp_path / "SST-2"
+    glue.mkdir()
+    for name, split in (("train.tsv", sentiment_split(200, 3)), ("dev.tsv", sentiment_split(40, 4))):
+        rows = "".join(f"{t[0]}\t{y}\n" for t, y in zip(split.texts, split.labels))
+        (glue / name).write_text("sentence\tlabel\n" + rows)
+    spec = JobSpec.from_dict({
+        "name": "tiny", "model": str(tiny["model"]),
+        "task": {"name": "sst2", "data_dir": str(glue)},
+        "latency": {"profile": True, "budget_ratio": 0.5}, "space": "bert-full",
+        "controller": {"name": "random"},
+        "estimate": {"steps": 4, "teacher_steps": 20, "teacher_lr": 2e-3, "max_seq_len": 32},
+    })
+    estimator = build_estimator(spec, cache=tiny["cache"], threads=1, progress=False)
+    assert isinstance(estimator, CheapFinetune) and estimator.teacher.steps == 20
+    result = estimator.evaluate(HALF, steps=4)
+    assert result.steps == 4 and result.metric_name == "accuracy"
+    assert result.checkpoint is not None  # rungs can resume by default
+    assert result.checkpoint.is_relative_to(tiny["cache"].root / "checkpoints")
+    again = build_estimator(spec, cache=tiny["cache"], threads=1, progress=False)
+    assert again.teacher.cached  # type: ignore[attr-defined]
+    proxy = build_estimator(spec.model_copy(update={"estimate": spec.estimate.model_copy(
+        update={"kind": "proxy"})}), cache=tiny["cache"], threads=1, progress=False)
+    assert isinstance(proxy, ProxyEstimator)
+    null = build_estimator(spec.model_copy(update={"estimate": spec.estimate.model_copy(
+        update={"kind": "null"})}))
+    assert isinstance(null, NullEstimator)
+
+
+@pytest.mark.slow
+def test_minilm_on_sst2_end_to_end(glue_dir: Path, minilm_dir: Path, tmp_path: Path) -> None:
+    """The real path: packaged MiniLM, the shared SST-2 files, a short teacher and estimate."""
+    from autoprune.data import load_task
+    from autoprune.spec import TaskSpec
+
+    data = load_task(TaskSpec(name="sst2", data_dir=glue_dir / "SST-2", max_train_samples=3000,
+                              max_eval_samples=300))
+    cache = DiskCache(tmp_path / "cache")
+    teacher = prepare_teacher("minilm-l6", data, TeacherRecipe(steps=80), cache=cache,
+                              threads=2, progress=False)
+    assert teacher.metric > 0.7  # 80 steps from a sentence encoder already separate SST-2
+    importance, _ = prepare_importance(teacher, data, batches=4, cache=cache, threads=2)
+    estimator = CheapFinetune(teacher, data, importance, FinetuneRecipe(), threads=2)
+    half = Architecture.uniform(6, LayerConfig(heads=6, ffn=0.5, bits=8))
+    result = estimator.evaluate(half, steps=10)
+    assert result.steps == 10 and 0.4 < result.value <= 1.0
+    proxy = ProxyEstimator(estimator).evaluate(Architecture.dense(6, 12))
+    assert proxy.value == pytest.approx(teacher.metric, abs=0.02)  # fake-quant off: the teacher

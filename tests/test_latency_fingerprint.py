@@ -1,0 +1,117 @@
+"""Device fingerprints and the trials-database bridge."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from autoprune.latency.fingerprint import (
+    COMPARED_KEYS,
+    device_fingerprint,
+    differences,
+    fingerprint_hash,
+    matches,
+)
+from autoprune.latency.operators import OperatorKey
+from autoprune.latency.protocol import Measurement
+from autoprune.latency.records import MeasurementLog, parse_operator_label
+from autoprune.space import Architecture
+
+
+def test_fingerprint_names_cpu_cores_threads_backend_and_versions() -> None:
+    fp = device_fingerprint("torch", threads=2)
+    assert set(COMPARED_KEYS) <= set(fp)
+    assert fp["threads"] == 2 and fp["backend"] == "torch"
+    assert fp["libraries"]["torch"] == torch.__version__.split("+")[0] or fp["libraries"]["torch"].startswith(
+        torch.__version__.split("+")[0])
+    assert fp["logical_cpus"] >= 1 and fp["physical_cores"] >= 1 and fp["cpu_model"]
+    assert "onnxruntime" in device_fingerprint("onnxruntime", 2)["libraries"]
+
+
+def test_hash_is_stable_and_ignores_hostname() -> None:
+    fp = device_fingerprint("torch", threads=1)
+    other_host = {**fp, "hostname": "elsewhere"}
+    assert fingerprint_hash(fp) == fingerprint_hash(other_host) and matches(fp, other_host)
+    assert fingerprint_hash(fp) != fingerprint_hash({**fp, "threads": 4})
+
+
+def test_differences_name_what_changed() -> None:
+    fp = device_fingerprint("torch", threads=1)
+    changed = {**fp, "cpu_model": "Other", "libraries": {**fp["libraries"], "torch": "0.1"}}
+    found = differences(fp, changed)
+    assert any(item.startswith("cpu_model") for item in found)
+    assert any(item.startswith("torch ") for item in found)
+    assert differences(fp, fp) == []
+
+
+class FakeStore:
+    """The subset of ``autoprune.store.Store`` the latency code uses."""
+
+    def __init__(self) -> None:
+        self.devices: dict[str, int] = {}
+        self.rows: list[dict[str, Any]] = []
+
+    def add_device(self, fingerprint: dict[str, Any]) -> int:
+        return self.devices.setdefault(fingerprint_hash(fingerprint), len(self.devices) + 1)
+
+    def add_latency_measurement(self, **row: Any) -> int:
+        self.rows.append(row)
+        return len(self.rows)
+
+    def latency_measurements(self, **where: Any) -> list[dict[str, Any]]:
+        return [r for r in self.rows if all(r.get(k) == v for k, v in where.items())]
+
+
+def test_measurements_are_written_and_reused_for_the_same_device() -> None:
+    store = FakeStore()
+    fp = device_fingerprint("torch", threads=1)
+    log = MeasurementLog(store, fp, "torch", 1, 128, 1)
+    arch = Architecture.dense(2, 4)
+    m = Measurement(3.0, 2.9, 3.3, rounds=9, repeats=2)
+    log.record_operator(OperatorKey("attention", 4, 8), m)
+    log.record_architecture(arch, m)
+    assert len(store.rows) == 2
+    assert store.rows[0]["operator"] == "attention/4/b8" and store.rows[0]["device_id"] == 1
+    assert store.rows[1]["architecture_hash"] == arch.hash and store.rows[1]["p90_ms"] == 3.3
+    again = MeasurementLog(store, {**fp, "hostname": "same-cpu"}, "torch", 1, 128, 1)
+    assert again.operators[OperatorKey("attention", 4, 8)].median_ms == 3.0
+    assert again.architectures[arch.hash].p10_ms == 2.9
+    other_batch = MeasurementLog(store, fp, "torch", 8, 128, 1)
+    assert not other_batch.operators and not other_batch.architectures
+
+
+def test_no_store_means_nothing_is_written() -> None:
+    log = MeasurementLog(None, device_fingerprint("torch", 1), "torch", 1, 128, 1)
+    log.record_operator(OperatorKey("embeddings"), Measurement(1.0, 1.0, 1.0, 1, 1))
+    assert log.device_id is None and OperatorKey("embeddings") in log.operators
+
+
+def test_operator_labels_round_trip() -> None:
+    for key in (OperatorKey("embeddings"), OperatorKey("classifier"), OperatorKey("ffn", 768, 4)):
+        assert parse_operator_label(key.label) == key
+    assert parse_operator_label("ffn/x/b8") is None and parse_operator_label("conv/3/b8") is None
+
+
+def test_the_real_store_on_sqlite_round_trips_measurements(tmp_path) -> None:
+    store_module = __import__("pytest").importorskip("autoprune.store")
+    store = store_module.Store(f"sqlite:///{tmp_path / 'trials.db'}")
+    fp = device_fingerprint("torch", threads=2)
+    log = MeasurementLog(store, fp, "torch", 8, 128, 2)
+    arch = Architecture.dense(2, 4)
+    log.record_operator(OperatorKey("ffn", 64, 32), Measurement(5.0, 4.8, 5.6, rounds=9, repeats=3))
+    log.record_architecture(arch, Measurement(20.0, 19.0, 22.0, rounds=9, repeats=2))
+    again = MeasurementLog(store, fp, "torch", 8, 128, 2)
+    assert again.device_id == log.device_id
+    assert again.operators[OperatorKey("ffn", 64, 32)] == Measurement(5.0, 4.8, 5.6, rounds=9, repeats=3)
+    assert again.architectures[arch.hash].median_ms == 20.0
+    assert not MeasurementLog(store, fp, "torch", 8, 128, 1).operators  # other thread count
+
+
+def test_machine_load_and_oversubscription() -> None:
+    from autoprune.latency.fingerprint import machine_load, oversubscribed
+
+    load = machine_load()
+    assert load["usable_cpus"] >= 1 and load["load_1min"] >= 0
+    assert oversubscribed(2, {"load_1min": 1.9, "usable_cpus": 2.0})
+    assert not oversubscribed(2, {"load_1min": 0.1, "usable_cpus": 2.0})
