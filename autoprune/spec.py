@@ -137,6 +137,9 @@ class EstimateSpec(_Frozen):
     teacher_lr: float = Field(default=1e-4, gt=0, le=1)
     seed: int = 0
     kind: Literal["finetune", "proxy", "null"] = "finetune"
+    # The null estimator answers from the architecture alone; this makes each answer take
+    # this long (service-overhead benchmarks and tests of long trials).
+    null_seconds: float = Field(default=0.0, ge=0)
 
     @model_validator(mode="after")
     def _rungs(self) -> EstimateSpec:

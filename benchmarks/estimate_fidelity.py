@@ -171,7 +171,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100, help="cheap fine-tune steps")
     parser.add_argument("--long-factor", type=int, default=8)
     parser.add_argument("--eval-samples", type=int, default=None, help="dev subset (default all)")
-    parser.add_argument("--hidden-weight", type=float, default=1.0)
+    parser.add_argument("--hidden-weight", type=float, default=FinetuneRecipe.hidden_weight,
+                        help="hidden-state distillation weight (0: logits only, cached)")
     parser.add_argument("--lr", type=float, default=5e-5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--teacher-steps", type=int, default=None,

@@ -56,13 +56,17 @@ class NullEstimator(Estimator):
     bit-width) rises with capacity like accuracy does, so searches still have a signal.
     """
 
-    def __init__(self, num_heads: int = 12, metric_name: str = "capacity") -> None:
+    def __init__(self, num_heads: int = 12, metric_name: str = "capacity",
+                 delay_s: float = 0.0) -> None:
         self.num_heads = num_heads
         self.metric_name = metric_name
+        self.delay_s = delay_s
 
     def evaluate(self, arch: Architecture, steps: int,
                  resume_from: Checkpoint | None = None) -> EstimateResult:
         start = time.perf_counter()
+        if self.delay_s:
+            time.sleep(self.delay_s)
         total = 0.0
         for layer in arch:
             if layer.keep:

@@ -28,7 +28,7 @@ def build_estimator(spec: Any, *, threads: int | None = None, cache: DiskCache |
     """
     estimate = spec.estimate
     if estimate.kind == "null":
-        return NullEstimator()
+        return NullEstimator(delay_s=estimate.null_seconds)
     data = load_task(spec.task, seed=estimate.seed)
     cache = cache or DiskCache()
     teacher = prepare_teacher(spec.model, data, TeacherRecipe.from_spec(estimate, spec.task),

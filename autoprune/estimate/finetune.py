@@ -49,8 +49,10 @@ class FinetuneRecipe:
     """How candidates are fine-tuned and scored (``EstimateSpec`` has the user-facing part).
 
     ``hidden_weight`` > 0 adds hidden-state distillation, which needs a teacher forward per
-    step; with 0 the teacher's logits for the shared batch sequence are computed once per
-    process and reused by every candidate.
+    step; with 0 (the default) the teacher's logits for the shared batch sequence are computed
+    once per process and reused by every candidate. Measured on 12 SST-2 candidates (25 vs 200
+    steps): Kendall tau 0.90 on logits alone, 0.89 with hidden states, and logits alone
+    trained in 0.58x the time.
     """
 
     batch_size: int = 32
@@ -63,7 +65,7 @@ class FinetuneRecipe:
     eval_batch_size: int = 64
     distill: bool = True
     temperature: float = 2.0
-    hidden_weight: float = 1.0
+    hidden_weight: float = 0.0
     freeze_embeddings: bool = True
     quantize: Literal["none", "fake"] = "fake"
     seed: int = 0
@@ -122,9 +124,8 @@ class CheapFinetune(Estimator):
         return student
 
     # ---- one training step --------------------------------------------------------------
-    def _teacher_outputs(self, step: int, batch: Batch
+    def _teacher_outputs(self, step: int, batch: Batch, hidden: bool
                          ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
-        hidden = self.recipe.hidden_weight > 0
         if not hidden and step in self._teacher_logits:
             return self._teacher_logits[step], None
         with torch.no_grad():
@@ -133,20 +134,23 @@ class CheapFinetune(Estimator):
             self._teacher_logits[step] = out.logits
         return out.logits, (out.hidden_states if hidden else None)
 
-    def loss(self, student: nn.Module, step: int, arch: Architecture) -> torch.Tensor:
-        """The training loss of ``student`` on the ``step``-th shared batch."""
+    def loss(self, student: nn.Module, step: int, arch: Architecture,
+             hidden_weight: float | None = None) -> torch.Tensor:
+        """The training loss of ``student`` on the ``step``-th shared batch
+        (``hidden_weight`` overrides the recipe's)."""
         batch = self.shared.batch(step)
         if not self.recipe.distill:
             return student(**batch).loss
-        hidden = self.recipe.hidden_weight > 0
-        teacher_logits, teacher_hidden = self._teacher_outputs(step, batch)
+        weight = self.recipe.hidden_weight if hidden_weight is None else hidden_weight
+        hidden = weight > 0
+        teacher_logits, teacher_hidden = self._teacher_outputs(step, batch, hidden)
         out = student(**model_inputs(batch), output_hidden_states=hidden)
         return distillation_loss(
             out.logits, teacher_logits, temperature=self.recipe.temperature,
             regression=self.task.is_regression,
             student_hidden=out.hidden_states if hidden else None, teacher_hidden=teacher_hidden,
             pairs=layer_map(arch), attention_mask=batch["attention_mask"],
-            hidden_weight=self.recipe.hidden_weight)
+            hidden_weight=weight)
 
     def _optimizer(self, student: nn.Module) -> tuple[torch.optim.Optimizer, Any]:
         optimizer = make_optimizer(student, self.recipe.lr, self.recipe.weight_decay)

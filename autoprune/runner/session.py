@@ -11,6 +11,13 @@ being evaluated again. Controllers are deterministic functions of their seed and
 results they are told, and results are told in ask order (not arrival order), so the replay
 reproduces the original proposals; trials that were running when the previous owner died
 are evaluated again under the same trial number.
+
+Asking is pipelined one batch ahead: batch k+1 is asked before batch k is told, and batch k+2
+only after batch k is told. The sequence of ask and tell calls is therefore fixed (ask 0,
+ask 1, tell 0, ask 2, tell 1, ...) whatever order results arrive in, so it stays
+deterministic, while the executor always has a candidate queued when a worker frees up (Ray
+Tune keeps a worker process for reuse only while trials are pending; a fresh one costs
+seconds of imports).
 """
 
 from __future__ import annotations
@@ -74,11 +81,12 @@ class Outcome:
 
 @dataclass
 class _Slot:
-    """A position in the current ask batch, filled when its result is known."""
+    """A position in an ask batch, filled when its result is known."""
 
     number: int
     architecture: Architecture
     predicted_latency_ms: float
+    batch: int
     result: Any = None  # a controller TrialResult once known
 
 
@@ -105,6 +113,7 @@ class SearchSession:
         owner: str | None = None,
         on_progress: Callable[[Progress], None] | None = None,
         max_ask_factor: int = 50,
+        lookahead: int = 1,
     ) -> None:
         self.store = store
         self.job_id = job_id
@@ -116,8 +125,10 @@ class SearchSession:
         self.progress = Progress()
         self._max_asks = max_ask_factor * self.budget
         self._asked = 0
+        self._lookahead = lookahead
         self._batch_index = 0
-        self._batch: list[_Slot] = []
+        self._batches: deque[list[_Slot]] = deque()  # asked, not yet told; oldest first
+        self._slots: dict[int, _Slot] = {}  # trial number -> its slot, while its batch is open
         self._pending: deque[Candidate] = deque()
         self._outstanding: set[int] = set()
         self._stored = {trial.architecture_hash: trial for trial in store.trials(job_id)}
@@ -132,12 +143,13 @@ class SearchSession:
         while True:
             if self._pending:
                 return self._pending.popleft()
-            if self._outstanding:
-                return WAIT
-            if self.progress.evaluated >= self.budget:
-                return FINISHED
+            if len(self._batches) > self._lookahead:
+                return WAIT  # batch k+2 is asked only after batch k was told
+            remaining = self.budget - self.progress.evaluated - len(self._outstanding)
+            if remaining <= 0:
+                return WAIT if self._outstanding else FINISHED
             self._check_control()
-            self._open_batch()
+            self._open_batch(min(self.batch_size, remaining))
 
     def record(self, candidate: Candidate, outcome: Outcome) -> None:
         """Store an evaluated candidate's outcome at once; tell the batch when it is whole."""
@@ -150,7 +162,8 @@ class SearchSession:
         reward = None
         if metric is not None:
             reward = self.prepared.objective.reward(metric, candidate.predicted_latency_ms)
-        extra = {"batch": self._batch_index, **outcome.extra}
+        slot = self._slots[candidate.number]
+        extra = {"batch": slot.batch, **outcome.extra}
         if outcome.seconds is not None:
             extra["seconds"] = round(outcome.seconds, 3)
         if outcome.samples is not None:
@@ -196,47 +209,50 @@ class SearchSession:
         if self.owner is not None and not self.store.heartbeat(self.job_id, self.owner):
             raise JobTakenOver(f"job {self.job_id} is owned by another service now")
 
-    def _open_batch(self) -> None:
+    def _open_batch(self, n: int) -> None:
         if self._asked >= self._max_asks:
             raise InfeasibleError(
                 f"{self._asked} candidates proposed and only {self.progress.evaluated} feasible: "
                 "the latency budget is probably below what the search space can reach"
             )
-        n = min(self.batch_size, self.budget - self.progress.evaluated)
         self._batch_index += 1
         architectures = self.prepared.controller.ask(n)
         self._asked += len(architectures)
-        self._batch = []
+        batch: list[_Slot] = []
+        self._batches.append(batch)
         for architecture in architectures:
             predicted = float(self.prepared.predict_latency(architecture))
-            slot = _Slot(0, architecture, predicted)
-            self._batch.append(slot)
+            slot = _Slot(0, architecture, predicted, self._batch_index)
+            batch.append(slot)
             stored = self._stored.get(architecture.hash)
             if stored is not None and stored.state in FINAL_STATES:
                 slot.number = stored.number
+                self._slots[slot.number] = slot
                 self._replay(slot, stored)
                 continue
             feasible = self.prepared.objective.feasible(predicted)
             if not feasible and self.prepared.skip_infeasible:
-                slot.number = self._trial_number(stored, architecture, predicted, infeasible=True)
+                slot.number = self._trial_number(stored, slot, infeasible=True)
+                self._slots[slot.number] = slot
                 self._fill(slot.number, "infeasible", None, predicted)
                 self.progress.infeasible += 1
                 continue
-            slot.number = self._trial_number(stored, architecture, predicted, infeasible=False)
+            slot.number = self._trial_number(stored, slot, infeasible=False)
+            self._slots[slot.number] = slot
             attempt = (stored.attempt if stored is not None else 0) or 0
             self._pending.append(Candidate(slot.number, architecture, predicted, attempt))
             self._outstanding.add(slot.number)
         self._maybe_tell()
         self._notify()
 
-    def _trial_number(self, stored: Any, architecture: Architecture, predicted: float,
-                      *, infeasible: bool) -> int:
+    def _trial_number(self, stored: Any, slot: _Slot, *, infeasible: bool) -> int:
+        architecture, predicted = slot.architecture, slot.predicted_latency_ms
         stats = self.prepared.space.stats(architecture)
         fields: dict[str, Any] = {
             "predicted_latency_ms": predicted,
             "size_bytes": stats.bytes,
             "metric_name": self.prepared.metric_name,
-            "extra": {"batch": self._batch_index, "parameters": stats.parameters,
+            "extra": {"batch": slot.batch, "parameters": stats.parameters,
                       "budget_ms": round(self.prepared.budget_ms, 4),
                       **({"infeasible": True} if infeasible else {})},
         }
@@ -271,17 +287,17 @@ class SearchSession:
             self.progress.best_feasible = value if best is None else max(best, value)
 
     def _fill(self, number: int, state: str, metric: float | None, latency: float) -> None:
-        for slot in self._batch:
-            if slot.number == number and slot.result is None:
-                slot.result = self.prepared.make_result(
-                    number, slot.architecture, state, metric, latency, self._batch_index
-                )
-                return
+        slot = self._slots[number]
+        slot.result = self.prepared.make_result(number, slot.architecture, state, metric, latency,
+                                                slot.batch)
 
     def _maybe_tell(self) -> None:
-        if self._batch and all(slot.result is not None for slot in self._batch):
-            self.prepared.controller.tell([slot.result for slot in self._batch])
-            self._batch = []
+        """Tell finished batches, oldest first: never a batch before an older one."""
+        while self._batches and all(slot.result is not None for slot in self._batches[0]):
+            batch = self._batches.popleft()
+            self.prepared.controller.tell([slot.result for slot in batch])
+            for slot in batch:
+                self._slots.pop(slot.number, None)
 
     def _notify(self) -> None:
         if self.on_progress is not None:
