@@ -519,6 +519,10 @@ def export(
 
 def main() -> None:
     """The console script ``autoprune``."""
+    # Library progress bars (weights loading, shards) would tear through our Rich bars.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     app(prog_name="autoprune")
 
 

@@ -98,6 +98,8 @@ class RayExecutor:
         return int(ray.cluster_resources().get("CPU", 1))
 
     def run(self, session: SearchSession) -> None:
+        if self.quiet:  # Tune's new console output ignores verbose=0 for its config table
+            os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
         prepared = session.prepared
         prepared.make_estimator()  # train and cache the teacher once, before workers load it
         cluster_cpus = self._init_ray()
