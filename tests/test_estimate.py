@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
+from tinybert import sentiment_examples, write_model
 
 from autoprune.data import GLUE_TASKS, Split, TaskData
 from autoprune.errors import ModelError
@@ -24,34 +24,12 @@ from autoprune.estimate import (
 )
 from autoprune.space import Architecture, LayerConfig
 
-POSITIVE = ["good", "great", "fine", "lovely"]
-NEGATIVE = ["bad", "awful", "poor", "dull"]
-FILLER = ["the", "a", "film", "plot", "is", "was", "very", "quite", "and", "story"]
-VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *POSITIVE, *NEGATIVE, *FILLER]
-
 
 def sentiment_split(n: int, seed: int) -> Split:
     """Filler words around one sentiment word: learnable in a few dozen steps."""
-    rng = np.random.default_rng(seed)
-    texts, labels = [], []
-    for _ in range(n):
-        label = int(rng.integers(0, 2))
-        words = list(rng.choice(FILLER, int(rng.integers(2, 10))))
-        words.insert(int(rng.integers(0, len(words) + 1)), str(rng.choice(POSITIVE if label else NEGATIVE)))
-        texts.append((" ".join(words),))
-        labels.append(label)
-    return Split(tuple(texts), np.asarray(labels, dtype=np.int64), f"synthetic-{seed}")
-
-
-def write_model(directory: Path, num_labels: int = 2) -> Path:
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=2,
-                        num_attention_heads=4, intermediate_size=64, max_position_embeddings=64,
-                        num_labels=num_labels, hidden_dropout_prob=0.0,
-                        attention_probs_dropout_prob=0.0)
-    BertForSequenceClassification(config).save_pretrained(directory)
-    BertTokenizer(vocab={t: i for i, t in enumerate(VOCAB)}).save_pretrained(directory)
-    return directory
+    examples = sentiment_examples(n, seed)
+    return Split(tuple((text,) for text, _ in examples),
+                 np.asarray([label for _, label in examples], dtype=np.int64), f"synthetic-{seed}")
 
 
 @pytest.fixture(scope="module")

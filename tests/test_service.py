@@ -14,43 +14,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-import torch
 import yaml
-from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
+from tinybert import write_model, write_sst2_dir
 
 from autoprune.store import Store
-
-POSITIVE = ["good", "great", "fine", "lovely"]
-NEGATIVE = ["bad", "awful", "poor", "dull"]
-FILLER = ["the", "a", "film", "plot", "is", "was", "very", "quite", "and", "story"]
-VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *POSITIVE, *NEGATIVE, *FILLER]
-
-
-def _write_sst2(directory: Path, seed: int = 0) -> Path:
-    rng = np.random.default_rng(seed)
-    directory.mkdir(parents=True)
-    for name, n in (("train.tsv", 300), ("dev.tsv", 60)):
-        rows = ["sentence\tlabel"]
-        for _ in range(n):
-            label = int(rng.integers(0, 2))
-            words = list(rng.choice(FILLER, int(rng.integers(2, 8))))
-            words.insert(int(rng.integers(0, len(words) + 1)),
-                         str(rng.choice(POSITIVE if label else NEGATIVE)))
-            rows.append(f"{' '.join(words)} \t{label}")
-        (directory / name).write_text("\n".join(rows) + "\n")
-    return directory
-
-
-def _write_model(directory: Path) -> Path:
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=4,
-                        num_attention_heads=4, intermediate_size=64, max_position_embeddings=64,
-                        num_labels=2, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    BertForSequenceClassification(config).save_pretrained(directory)
-    BertTokenizer(vocab={t: i for i, t in enumerate(VOCAB)}).save_pretrained(directory)
-    return directory
 
 
 @pytest.fixture(scope="module")
@@ -59,12 +27,12 @@ def assets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from autoprune.latency.protocol import Protocol
 
     root = tmp_path_factory.mktemp("service")
-    model = _write_model(root / "model")
+    model = write_model(root / "model", num_layers=4)
     latency = root / "tiny-torch-b1-s32.json"
     fast = Protocol(rounds=3, min_repeats=1, max_repeats=2, warmup=1, extra_rounds=0)
     profile(str(model), "torch", 1, 32, 1, latency, space="bert-structured", n_fit=12,
             time_budget_s=60, protocol=fast)
-    return {"root": root, "model": model, "data": _write_sst2(root / "SST-2"), "latency": latency}
+    return {"root": root, "model": model, "data": write_sst2_dir(root / "SST-2"), "latency": latency}
 
 
 def _spec(assets: dict[str, Path], directory: Path, name: str, **estimate: Any) -> Path:

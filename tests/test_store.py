@@ -10,18 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
-import os
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, inspect, text
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy import inspect, text
 
 from autoprune.errors import (
     DatabaseURLError,

@@ -46,10 +46,13 @@ class TeacherRecipe:
     ``steps=None`` trains ``epochs`` passes over the training set, capped at ``max_steps``
     (SST-2's 67k sentences would otherwise take an hour on 2 cores). Defaults follow the
     MiniLM measurements in MEASUREMENTS.md: lr 1e-4, batch 32, length 64, embeddings frozen.
+    Measured with MiniLM-L6 (dev): SST-2 2,000 steps 89.8% accuracy; MRPC 344 steps (3
+    epochs) F1 0.861; CoLA 802 steps (3 epochs) Matthews 0.276, 2,000 steps 0.339: hence 8
+    epochs, so small tasks also get about 2,000 steps.
     """
 
     steps: int | None = None
-    epochs: float = 3.0
+    epochs: float = 8.0
     max_steps: int = 2000
     batch_size: int = 32
     lr: float = 1e-4
