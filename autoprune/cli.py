@@ -396,14 +396,18 @@ def search(
     with _search_progress(job_spec.controller.evaluations) as (on_progress, on_ready):
         run = run_job(store, job_id, owner, executor=executor.value if executor else None,
                       ray_address=ray_address, on_progress=on_progress, on_ready=on_ready,
-                      quiet=True)
+                      quiet=True, progress=True)
     err.print(escape(f"job {job_id} {run.state}" + (f": {run.reason}" if run.reason else "")))
     _print_front(store, job_id, top=12)
 
 
 @contextmanager
 def _search_progress(total: int) -> Iterator[tuple[Any, Any]]:
-    """A Rich progress bar: trials done, best feasible metric, elapsed and remaining time."""
+    """A Rich progress bar: trials done, best feasible metric, elapsed and remaining time.
+
+    It appears once the job is prepared (``on_ready``): profiling and the teacher's fine-tune
+    show their own bars first.
+    """
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -419,17 +423,20 @@ def _search_progress(total: int) -> Iterator[tuple[Any, Any]]:
         TextColumn("infeasible skipped {task.fields[skipped]}"),
         TimeElapsedColumn(), TimeRemainingColumn(), console=err,
     )
-    with progress:
-        task = progress.add_task("search", total=total, best="-", skipped=0)
+    task = progress.add_task("search", total=total, best="-", skipped=0)
 
-        def on_progress(state: Any) -> None:
-            best = "-" if state.best_feasible is None else f"{state.best_feasible:.4f}"
-            progress.update(task, completed=state.evaluated, best=best, skipped=state.infeasible)
+    def on_progress(state: Any) -> None:
+        best = "-" if state.best_feasible is None else f"{state.best_feasible:.4f}"
+        progress.update(task, completed=state.evaluated, best=best, skipped=state.infeasible)
 
-        def on_ready(session: Any, runner: Any) -> None:
-            runner.announce = lambda text: progress.console.print(escape(text))
+    def on_ready(session: Any, runner: Any) -> None:
+        runner.announce = lambda text: progress.console.print(escape(text))
+        progress.start()
 
+    try:
         yield on_progress, on_ready
+    finally:
+        progress.stop()
 
 
 def _print_front(store: Any, job_id: int, top: int | None = None) -> None:

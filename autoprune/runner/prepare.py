@@ -64,8 +64,13 @@ def load_or_profile_latency_model(spec: JobSpec, store: Any = None, quiet: bool 
         out = path or autoprune_home() / "latency_models" / (
             f"{spec.name}-{latency.backend}-b{latency.batch}-s{latency.seq_len}.json")
         out.parent.mkdir(parents=True, exist_ok=True)
-        return profile(spec.model, latency.backend, latency.batch, latency.seq_len,
-                       latency.threads, out, store=store)
+        from contextlib import nullcontext
+
+        from autoprune.latency import NullProgress, RichProgress
+
+        with nullcontext(NullProgress()) if quiet else RichProgress() as bar:
+            return profile(spec.model, latency.backend, latency.batch, latency.seq_len,
+                           latency.threads, out, store=store, progress=bar)
     model = LatencyModel.load(path, strict=latency.strict)
     if (model.batch, model.seq_len) != (latency.batch, latency.seq_len):
         raise LatencyModelError(

@@ -101,7 +101,7 @@ class RayExecutor:
         if self.quiet:  # Tune's new console output ignores verbose=0 for its config table
             os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
         prepared = session.prepared
-        prepared.make_estimator()  # train and cache the teacher once, before workers load it
+        prepared.make_estimator()  # the teacher is trained and cached before workers load it
         cluster_cpus = self._init_ray()
         threads = self.cpus_per_worker or max(1, cluster_cpus // self.workers)
         rungs = list(prepared.spec.estimate.fidelities)

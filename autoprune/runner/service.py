@@ -91,8 +91,13 @@ def run_job(
     stop_event: threading.Event | None = None,
     heartbeat_interval: float = HEARTBEAT_INTERVAL_S,
     quiet: bool = False,
+    progress: bool = False,
 ) -> JobRun:
-    """Prepare and run a job this owner has claimed, and record how it ended."""
+    """Prepare and run a job this owner has claimed, and record how it ended.
+
+    ``quiet`` silences the executor's own console output; ``progress`` shows progress bars
+    while the job is prepared (profiling, the teacher's fine-tune), before ``on_ready``.
+    """
     from autoprune.runner.prepare import prepare
     from autoprune.spec import JobSpec
 
@@ -103,7 +108,8 @@ def run_job(
     runner: Any = None
     try:
         spec = JobSpec.from_json(job.spec_json)
-        prepared = prepare(spec, store=store, quiet=quiet)
+        prepared = prepare(spec, store=store, quiet=not progress)
+        prepared.make_estimator()  # the teacher and importance scores, trained or loaded once
         store.reset_running_trials(job_id)
         kind = executor or spec.executor.kind
         runner = make_executor(kind, spec.executor.workers, spec.executor.cpus_per_worker,
