@@ -186,8 +186,9 @@ def serve(
             try:
                 run = run_job(store, job.id, owner, executor=executor, ray_address=ray_address,
                               stop_event=stop, quiet=True)
-            except AutopruneError as exc:
-                run = JobRun(job.id, "failed", str(exc), None)
+            except Exception as exc:  # one job's failure (already recorded) must not stop the service
+                log.error("job %s failed: %s", job.id, exc)
+                run = JobRun(job.id, "failed", f"{type(exc).__name__}: {exc}", None)
             runs.append(run)
             if on_job is not None:
                 on_job(run)
