@@ -264,6 +264,23 @@ def test_a_duplicate_architecture_in_a_job_is_refused(store: Store) -> None:
     assert store.add_trial(other, *_arch(1)).number == 0  # other jobs may repeat it
 
 
+def test_add_trials_numbers_a_batch_in_one_transaction_all_or_nothing(store: Store) -> None:
+    job = store.create_job("{}", "batch")
+    first = store.add_trials(job, [dict(zip(("architecture_json", "architecture_hash"), _arch(i)),
+                                        predicted_latency_ms=float(i)) for i in range(3)])
+    assert [t.number for t in first] == [0, 1, 2]
+    assert [t.predicted_latency_ms for t in first] == [0.0, 1.0, 2.0]
+    clash = [dict(zip(("architecture_json", "architecture_hash"), _arch(i))) for i in (7, 1)]
+    with pytest.raises(DuplicateError, match="hash0001"):
+        store.add_trials(job, clash)
+    twice = [dict(zip(("architecture_json", "architecture_hash"), _arch(8)))] * 2
+    with pytest.raises(DuplicateError, match="twice"):
+        store.add_trials(job, twice)
+    assert [t.architecture_hash for t in store.trials(job)] == ["hash0000", "hash0001", "hash0002"]
+    later = store.add_trial(job, *_arch(9))
+    assert later.number == 3
+
+
 def test_trial_state_rules(store: Store) -> None:
     job_id = store.create_job("{}", "a")
     store.add_trial(job_id, *_arch(0), state="running")

@@ -220,6 +220,7 @@ class SearchSession:
         self._asked += len(architectures)
         batch: list[_Slot] = []
         self._batches.append(batch)
+        admitted: list[tuple[_Slot, bool, Any]] = []  # (slot, infeasible, stored trial or None)
         for architecture in architectures:
             predicted = float(self.prepared.predict_latency(architecture))
             slot = _Slot(0, architecture, predicted, self._batch_index)
@@ -230,26 +231,41 @@ class SearchSession:
                 self._slots[slot.number] = slot
                 self._replay(slot, stored)
                 continue
-            feasible = self.prepared.objective.feasible(predicted)
-            if not feasible and self.prepared.skip_infeasible:
-                slot.number = self._trial_number(stored, slot, infeasible=True)
-                self._slots[slot.number] = slot
-                self._fill(slot.number, "infeasible", None, predicted)
+            infeasible = not self.prepared.objective.feasible(predicted) and self.prepared.skip_infeasible
+            if stored is not None:  # left waiting or running by a previous owner
+                slot.number = stored.number
+                self.store.update_trial(self.job_id, stored.number, **self._trial_fields(slot, infeasible))
+            admitted.append((slot, infeasible, stored))
+        new = [(slot, infeasible) for slot, infeasible, stored in admitted if stored is None]
+        if new:  # one transaction for the batch's new trials
+            records = self.store.add_trials(self.job_id, [
+                {"architecture_json": slot.architecture.to_json(),
+                 "architecture_hash": slot.architecture.hash,
+                 "state": "pruned" if infeasible else "waiting",
+                 **self._trial_fields(slot, infeasible, new=True)}
+                for slot, infeasible in new
+            ])
+            for (slot, _), record in zip(new, records):
+                slot.number = record.number
+                self._stored[slot.architecture.hash] = record
+        for slot, infeasible, stored in admitted:  # in ask order: executors run them in it
+            self._slots[slot.number] = slot
+            if infeasible:
+                self._fill(slot.number, "infeasible", None, slot.predicted_latency_ms)
                 self.progress.infeasible += 1
                 continue
-            slot.number = self._trial_number(stored, slot, infeasible=False)
-            self._slots[slot.number] = slot
             attempt = (stored.attempt if stored is not None else 0) or 0
-            self._pending.append(Candidate(slot.number, architecture, predicted, attempt))
+            self._pending.append(Candidate(slot.number, slot.architecture,
+                                           slot.predicted_latency_ms, attempt))
             self._outstanding.add(slot.number)
         self._maybe_tell()
         self._notify()
 
-    def _trial_number(self, stored: Any, slot: _Slot, *, infeasible: bool) -> int:
-        architecture, predicted = slot.architecture, slot.predicted_latency_ms
-        stats = self.prepared.space.stats(architecture)
+    def _trial_fields(self, slot: _Slot, infeasible: bool, new: bool = False) -> dict[str, Any]:
+        """The columns the session sets on a proposed trial (a new or a left-over one)."""
+        stats = self.prepared.space.stats(slot.architecture)
         fields: dict[str, Any] = {
-            "predicted_latency_ms": predicted,
+            "predicted_latency_ms": slot.predicted_latency_ms,
             "size_bytes": stats.bytes,
             "metric_name": self.prepared.metric_name,
             "extra": {"batch": slot.batch, "parameters": stats.parameters,
@@ -257,18 +273,11 @@ class SearchSession:
                       **({"infeasible": True} if infeasible else {})},
         }
         if infeasible:
-            fields.update(state="pruned", error="infeasible: predicted latency over budget",
-                          fidelity=0, finished=True)
-        if stored is not None:
-            self.store.update_trial(self.job_id, stored.number, **fields)
-            return stored.number
-        record = self.store.add_trial(
-            self.job_id, architecture.to_json(), architecture.hash,
-            state="pruned" if infeasible else "waiting", **{k: v for k, v in fields.items()
-                                                             if k != "state"},
-        )
-        self._stored[architecture.hash] = record
-        return record.number
+            fields.update(error="infeasible: predicted latency over budget", fidelity=0,
+                          finished=True)
+            if not new:
+                fields["state"] = "pruned"
+        return fields
 
     def _replay(self, slot: _Slot, stored: Any) -> None:
         infeasible = bool((stored.extra or {}).get("infeasible"))

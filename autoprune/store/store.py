@@ -301,41 +301,70 @@ class Store:
         ``finished=True`` to stamp those times now. A second trial with the same
         architecture hash in one job raises :class:`DuplicateError`.
         """
-        _check_state(state, TRIAL_STATES, "trial")
-        values = _trial_values(fields, new_state=state, old_state=None)
+        return self.add_trials(job_id, [dict(
+            architecture_json=architecture_json, architecture_hash=architecture_hash,
+            state=state, predicted_latency_ms=predicted_latency_ms, fidelity=fidelity, **fields,
+        )])[0]
+
+    def add_trials(self, job_id: int, trials: Sequence[dict[str, Any]]) -> list[TrialRecord]:
+        """Record several new trials in one transaction, numbered in the order given.
+
+        Each item has ``architecture_json`` and ``architecture_hash`` and, optionally, the
+        arguments of :meth:`add_trial`. All or none are stored: one duplicate architecture
+        (in the job, or twice in ``trials``) raises :class:`DuplicateError` and stores nothing.
+        """
+        prepared = []
+        for item in trials:
+            item = dict(item)
+            architecture_json = item.pop("architecture_json")
+            architecture_hash = item.pop("architecture_hash")
+            state = item.pop("state", "waiting")
+            predicted = item.pop("predicted_latency_ms", None)
+            fidelity = item.pop("fidelity", None)
+            _check_state(state, TRIAL_STATES, "trial")
+            values = _trial_values(item, new_state=state, old_state=None)
+            prepared.append((architecture_json, architecture_hash, state, predicted, fidelity, values))
+        hashes = [item[1] for item in prepared]
+        if len(set(hashes)) != len(hashes):
+            raise DuplicateError(f"job {job_id}: the same architecture twice in one insert")
         with self._write() as session:
             # Locking the job row serialises numbering per job on PostgreSQL (SQLite already
             # holds the write lock): max+1 cannot be read twice.
             self._job(session, job_id, lock=True)
-            existing = session.scalar(
-                select(Trial.number).where(
-                    Trial.job_id == job_id, Trial.architecture_hash == architecture_hash
+            existing = session.execute(
+                select(Trial.architecture_hash, Trial.number).where(
+                    Trial.job_id == job_id, Trial.architecture_hash.in_(hashes)
                 )
-            )
+            ).first()
             if existing is not None:
                 raise DuplicateError(
-                    f"job {job_id} already has architecture {architecture_hash} (trial {existing})"
+                    f"job {job_id} already has architecture {existing[0]} (trial {existing[1]})"
                 )
             last = session.scalar(select(func.max(Trial.number)).where(Trial.job_id == job_id))
-            trial = Trial(
-                job_id=job_id,
-                number=0 if last is None else last + 1,
-                architecture_json=architecture_json,
-                architecture_hash=architecture_hash,
-                state=state,
-                predicted_latency_ms=predicted_latency_ms,
-                fidelity=fidelity,
-                attempt=0,
-                extra={},
-            )
-            for name, value in values.items():
-                setattr(trial, name, value)
-            session.add(trial)
+            number = 0 if last is None else last + 1
+            rows = []
+            for architecture_json, architecture_hash, state, predicted, fidelity, values in prepared:
+                trial = Trial(
+                    job_id=job_id,
+                    number=number,
+                    architecture_json=architecture_json,
+                    architecture_hash=architecture_hash,
+                    state=state,
+                    predicted_latency_ms=predicted,
+                    fidelity=fidelity,
+                    attempt=0,
+                    extra={},
+                )
+                for name, value in values.items():
+                    setattr(trial, name, value)
+                session.add(trial)
+                rows.append(trial)
+                number += 1
             try:
                 session.flush()
             except IntegrityError as exc:  # a constraint we did not pre-check
                 raise DuplicateError(f"job {job_id}: trial refused ({exc.orig})") from None
-            return TrialRecord.from_row(trial)
+            return [TrialRecord.from_row(trial) for trial in rows]
 
     def update_trial(self, job_id: int, number: int, **fields: Any) -> TrialRecord:
         """Set trial columns. ``extra`` is merged key by key into the stored ``extra``.
