@@ -91,13 +91,17 @@ class Prepared:
     latency_model: Any
     metric_name: str
     estimator_factory: Callable[[], Any]
-    work_dir: str
     skip_infeasible: bool = True
     _estimator: Any = field(default=None, repr=False)
 
     @property
     def spec_hash(self) -> str:
         return hashlib.sha256(self.spec.to_json().encode()).hexdigest()[:12]
+
+    @property
+    def work_dir(self) -> str:
+        """Per-spec scratch space (Ray Tune's experiment files)."""
+        return str(autoprune_home() / "work" / self.spec_hash)
 
     @property
     def budget_ms(self) -> float:
@@ -149,14 +153,13 @@ def prepare(spec: JobSpec, *, store: Any = None, quiet: bool = False,
         def estimator_factory() -> Any:
             return build_estimator(spec, progress=not quiet)
 
-    work_dir = autoprune_home() / "work" / hashlib.sha256(spec.to_json().encode()).hexdigest()[:12]
-    work_dir.mkdir(parents=True, exist_ok=True)
-    return Prepared(
+    prepared = Prepared(
         spec=spec, space=space, objective=objective, controller=controller,
         latency_model=model, metric_name=task.task.main_metric,
-        estimator_factory=estimator_factory, work_dir=str(work_dir),
-        skip_infeasible=objective.hard,
+        estimator_factory=estimator_factory, skip_infeasible=objective.hard,
     )
+    Path(prepared.work_dir).mkdir(parents=True, exist_ok=True)
+    return prepared
 
 
 def build_estimator_from_json(spec_json: str, threads: int | None) -> Any:

@@ -180,12 +180,7 @@ class SearchSession:
             extra=extra,
             finished=True,
         )
-        self.progress.evaluated += 1
-        if state == "failed":
-            self.progress.failed += 1
-        elif metric is not None and self.prepared.objective.feasible(candidate.predicted_latency_ms):
-            best = self.progress.best_feasible
-            self.progress.best_feasible = metric if best is None else max(best, metric)
+        self._count(state, metric, candidate.predicted_latency_ms)
         self._fill(candidate.number, state, metric, candidate.predicted_latency_ms)
         self._outstanding.discard(candidate.number)
         self._maybe_tell()
@@ -286,14 +281,17 @@ class SearchSession:
         if infeasible:
             self.progress.infeasible += 1
             return
-        self.progress.evaluated += 1
         self.progress.replayed += 1
-        if stored.state == "failed":
+        self._count(stored.state, stored.metric_value, slot.predicted_latency_ms)
+
+    def _count(self, state: str, metric: float | None, latency_ms: float) -> None:
+        """Progress of one evaluated trial, new or replayed from the store."""
+        self.progress.evaluated += 1
+        if state == "failed":
             self.progress.failed += 1
-        elif stored.metric_value is not None and self.prepared.objective.feasible(slot.predicted_latency_ms):
+        elif metric is not None and self.prepared.objective.feasible(latency_ms):
             best = self.progress.best_feasible
-            value = stored.metric_value
-            self.progress.best_feasible = value if best is None else max(best, value)
+            self.progress.best_feasible = metric if best is None else max(best, metric)
 
     def _fill(self, number: int, state: str, metric: float | None, latency: float) -> None:
         slot = self._slots[number]
