@@ -440,7 +440,7 @@ def _search_progress(total: int) -> Iterator[tuple[Any, Any]]:
 
 
 def _print_front(store: Any, job_id: int, top: int | None = None) -> None:
-    from autoprune.export import best_feasible, front_rows, job_budget_ms
+    from autoprune.front import best_feasible, front_rows, job_budget_ms
 
     job = store.get_job(job_id)
     trials = store.trials(job_id)
