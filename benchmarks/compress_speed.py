@@ -40,10 +40,10 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from autoprune.compress import compress, magnitude_importance  # noqa: E402
-from autoprune.latency import Measurement, Protocol, measure  # noqa: E402
-from autoprune.models import MINILM_ALIAS, load_base  # noqa: E402
-from autoprune.space import Architecture, LayerConfig  # noqa: E402
+from autoprune.compress import compress, magnitude_importance
+from autoprune.latency import Measurement, Protocol, measure
+from autoprune.models import MINILM_ALIAS, load_base
+from autoprune.space import Architecture, LayerConfig
 
 RESULTS = Path(__file__).resolve().parent / "results" / "compress_speed.json"
 SEQ_LEN = 128

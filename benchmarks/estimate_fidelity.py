@@ -35,8 +35,8 @@ from scipy import stats
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from autoprune.data import load_task  # noqa: E402
-from autoprune.estimate import (  # noqa: E402
+from autoprune.data import load_task
+from autoprune.estimate import (
     CheapFinetune,
     DiskCache,
     FinetuneRecipe,
@@ -45,9 +45,9 @@ from autoprune.estimate import (  # noqa: E402
     prepare_importance,
     prepare_teacher,
 )
-from autoprune.estimate.cache import content_key  # noqa: E402
-from autoprune.space import Architecture, LayerConfig, SearchSpace  # noqa: E402
-from autoprune.spec import TaskSpec  # noqa: E402
+from autoprune.estimate.cache import content_key
+from autoprune.space import Architecture, LayerConfig, SearchSpace
+from autoprune.spec import TaskSpec
 
 REPO = Path(__file__).resolve().parent.parent
 GLUE = Path(os.environ.get("AUTOPRUNE_SHARED", REPO.parent / "shared")) / "data" / "glue"

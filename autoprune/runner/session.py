@@ -26,7 +26,8 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -136,10 +137,17 @@ class SearchSession:
         # cannot raise from their callbacks (Ray Tune's searcher) stop on it and re-raise it.
         self.aborted: BaseException | None = None
         self.stop_event: threading.Event | None = None
+        # Wall time spent inside this class (controller ask/tell + store reads and writes):
+        # the orchestration's own cost, which the service-overhead benchmark reports.
+        self.orchestration_seconds = 0.0
 
     # ---- the executor-facing side --------------------------------------------------------
     def next_candidate(self) -> Candidate | str | None:
         """A candidate to evaluate, ``WAIT`` (None) while a batch is in flight, or FINISHED."""
+        with self._timed():
+            return self._next_candidate()
+
+    def _next_candidate(self) -> Candidate | str | None:
         while True:
             if self._pending:
                 return self._pending.popleft()
@@ -153,6 +161,10 @@ class SearchSession:
 
     def record(self, candidate: Candidate, outcome: Outcome) -> None:
         """Store an evaluated candidate's outcome at once; tell the batch when it is whole."""
+        with self._timed():
+            self._record(candidate, outcome)
+
+    def _record(self, candidate: Candidate, outcome: Outcome) -> None:
         metric = outcome.metric
         state = outcome.state
         error = outcome.error
@@ -187,8 +199,17 @@ class SearchSession:
         self._notify()
 
     def mark_running(self, candidate: Candidate, worker: str | None = None) -> None:
-        self.store.update_trial(self.job_id, candidate.number, state="running", worker=worker,
-                                started=True)
+        with self._timed():
+            self.store.update_trial(self.job_id, candidate.number, state="running", worker=worker,
+                                    started=True)
+
+    @contextmanager
+    def _timed(self) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.orchestration_seconds += time.perf_counter() - started
 
     @property
     def done(self) -> bool:
