@@ -238,25 +238,29 @@ def trials(
     db: DbOption = None,
 ) -> None:
     """Every trial of a job (csv/json carry every field, e.g. to plot elsewhere)."""
-    records = _store(db).trials(job)
-    rows = [record.to_dict() for record in records]
-    if format is Format.json:
-        typer.echo(json.dumps(rows, indent=2))
-    elif format is Format.csv:
-        typer.echo(_csv(rows), nl=False)
-    else:
-        _print_trials(job, records)
-
-
-def _csv(rows: list[dict[str, Any]]) -> str:
+    from autoprune.front import TRIAL_EXTRA_FIELDS, trial_rows
     from autoprune.store import TrialRecord
 
+    store = _store(db)
+    records = store.trials(job)
+    if format is Format.table:
+        _print_trials(job, records)
+        return
+    rows = trial_rows(store.get_job(job), records)
+    if format is Format.json:
+        typer.echo(json.dumps(rows, indent=2))
+    else:
+        typer.echo(_csv(rows, (*TrialRecord.__dataclass_fields__, *TRIAL_EXTRA_FIELDS)), nl=False)
+
+
+def _csv(rows: list[dict[str, Any]], fields: tuple[str, ...]) -> str:
     buffer = io.StringIO()
-    fields = list(TrialRecord.__dataclass_fields__)
-    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=list(fields), lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({**row, "extra": json.dumps(row["extra"], sort_keys=True)})
+        # Nested values (a trial's ``extra``) as JSON, so a CSV reader gets them back intact.
+        writer.writerow({key: json.dumps(value, sort_keys=True) if isinstance(value, (dict, list))
+                         else value for key, value in row.items()})
     return buffer.getvalue()
 
 
@@ -440,35 +444,44 @@ def _search_progress(total: int) -> Iterator[tuple[Any, Any]]:
 
 
 def _print_front(store: Any, job_id: int, top: int | None = None) -> None:
-    from autoprune.front import best_feasible, front_rows, job_budget_ms
+    from autoprune.front import front_report
 
-    job = store.get_job(job_id)
-    trials = store.trials(job_id)
-    budget = job_budget_ms(job, trials)
-    rows = front_rows(trials, budget)
-    front = [row for row in rows if row.on_front]
-    if not front:
-        _out().print("no trial has a metric yet")
+    _print_front_report(front_report(store.get_job(job_id), store.trials(job_id)), top)
+
+
+def _print_front_report(report: Any, top: int | None = None) -> None:
+    """The front as a Rich table, or the trials closest to the budget when none meets it."""
+    out = _out()
+    if not report.rows:
+        out.print(escape(report.no_metric_reason()))
         return
-    metric = trials[0].metric_name or "metric"
-    title = f"job {job_id}: Pareto front ({len(front)} of {len(rows)} trials)"
-    if budget is not None:
-        title += f", budget {budget:.2f} ms"
-    table = Table(title=title)
-    for column in ("trial", metric, "latency ms", "size MB", "steps", "feasible", "architecture"):
-        table.add_column(column, justify="left" if column == "architecture" else "right")
-    for row in front[:top] if top else front:
-        table.add_row(str(row.number), f"{row.metric:.4f}", f"{row.latency_ms:.2f}",
-                      "" if row.size_bytes is None else f"{row.size_bytes / 1e6:.1f}",
-                      "" if row.fidelity is None else str(row.fidelity),
-                      "yes" if row.feasible else "no", escape(row.architecture))
-    _out().print(table)
-    best = best_feasible(rows)
-    if best is None:
-        _out().print("no complete trial meets the budget")
+    shown = report.shown
+    budget = "" if report.budget_ms is None else f", budget {report.budget_ms:.2f} ms"
+    if report.any_feasible:
+        title = f"job {report.job_id}: Pareto front ({len(shown)} of {len(report.rows)} trials){budget}"
     else:
-        _out().print(f"best feasible: trial {best.number}, {metric} {best.metric:.4f} at "
-                     f"{best.latency_ms:.2f} ms (predicted)")
+        out.print(escape(report.no_feasible_reason()))
+        title = f"job {report.job_id}: {len(shown)} trials closest to the budget{budget}"
+    table = Table(title=escape(title))
+    columns = ("trial", report.metric_name, "latency ms", "pred ms", "meas ms", "size MB", "steps",
+               "feasible", "architecture")
+    for column in columns:
+        table.add_column(escape(column), justify="left" if column == "architecture" else "right")
+    for row in shown[:top] if top else shown:
+        table.add_row(str(row.number), f"{row.metric:.4f}", f"{row.latency_ms:.2f}",
+                      _number(row.predicted_latency_ms, 2), _number(row.measured_latency_ms, 2),
+                      _number(row.size_mb, 1), "" if row.fidelity is None else str(row.fidelity),
+                      "yes" if row.feasible else "no", escape(row.architecture))
+    out.print(table)
+    if top and len(shown) > top:
+        out.print(f"{top} of {len(shown)} shown: `autoprune pareto {report.job_id}` lists them all")
+    best = report.best
+    if best is None:
+        out.print("no complete trial meets the budget")
+    else:
+        source = "measured" if best.measured_latency_ms is not None else "predicted"
+        out.print(f"best feasible: trial {best.number}, {escape(report.metric_name)} {best.metric:.4f} "
+                  f"at {best.latency_ms:.2f} ms ({source})")
 
 
 @app.command()
@@ -504,12 +517,47 @@ def serve(
 @app.command()
 def pareto(
     job: JobArgument,
-    plot: Annotated[Path | None, typer.Option("--plot", metavar="FILE.png|FILE.html")] = None,
-    format: Annotated[Format, typer.Option("--format")] = Format.table,
+    plot: Annotated[Path | None, typer.Option("--plot", metavar="FILE.png|FILE.html",
+                                              help="Also draw every trial and the front.")] = None,
+    format: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
     db: DbOption = None,
 ) -> None:
-    """A job's Pareto front (accuracy against latency)."""
-    _not_available("pareto")
+    """A job's Pareto front (metric against latency), or the trials closest to the budget."""
+    from autoprune.front import FRONT_FIELDS, front_report
+
+    if plot is not None:
+        from autoprune.plots import check_plot_path
+
+        check_plot_path(plot)  # a bad file name is refused before the database is opened
+    store = _store(db)
+    report = front_report(store.get_job(job), store.trials(job))
+    if format is Format.table:
+        _print_front_report(report)
+    else:
+        # Notes go to stderr so that stdout stays machine-readable.
+        if not report.rows:
+            err.print(escape(report.no_metric_reason()))
+        elif not report.any_feasible:
+            err.print(escape(report.no_feasible_reason()))
+        rows = [row.to_dict() for row in report.shown]
+        if format is Format.json:
+            typer.echo(json.dumps(rows, indent=2))
+        else:
+            typer.echo(_csv(rows, FRONT_FIELDS), nl=False)
+    if plot is not None:
+        _plot_front(report, plot)
+
+
+def _plot_front(report: Any, path: Path) -> None:
+    from autoprune.plots import plot_front
+
+    if not report.rows:
+        err.print(escape(f"nothing to plot: {path} not written"))
+        return
+    title = f"job {report.job_id} ({report.job_name}): {report.metric_name} against latency"
+    plot_front(report.rows, report.budget_ms, report.metric_name, path, title=title,
+               latency_label=report.latency_label)
+    err.print(escape(f"plot written to {path}"))
 
 
 @app.command()
