@@ -26,7 +26,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from autoprune import __version__
-from autoprune.errors import AutopruneError, NotAvailableError, UserInputError
+from autoprune.errors import AutopruneError, UserInputError
 
 EXIT_USER_ERROR = 2
 EXIT_ERROR = 1
@@ -306,11 +306,6 @@ def db_upgrade(db: DbOption = None) -> None:
     _out().print(escape(f"{store.url}: schema revision {after} ({change})"))
 
 
-# ---- commands whose modules land later -----------------------------------------------------
-def _not_available(command: str) -> None:
-    raise NotAvailableError(f"`autoprune {command}` is not available yet in this build")
-
-
 @app.command()
 def profile(
     model: Annotated[str, typer.Option("--model", help="Alias, local dir or Hugging Face name.")],
@@ -566,10 +561,20 @@ def export(
     trial: Annotated[int, typer.Option("--trial", metavar="N")],
     out_dir: Annotated[Path, typer.Option("--out", metavar="DIR")],
     onnx: Annotated[bool, typer.Option("--onnx", help="Also write an ONNX model.")] = False,
+    steps: Annotated[int | None, typer.Option(
+        "--steps", min=1, metavar="S",
+        help="Fine-tune further, to S steps in all (default: the steps the search ran).")] = None,
+    force: Annotated[bool, typer.Option("--force",
+                                        help="Replace a previous export in DIR.")] = False,
     db: DbOption = None,
 ) -> None:
-    """Write a trial's compressed model to a loadable directory."""
-    _not_available("export")
+    """Write a trial's compressed model to a loadable directory, re-measured and re-scored."""
+    from autoprune.export import export_trial
+
+    report = export_trial(_store(db), job, trial, out_dir, onnx=onnx, steps=steps, force=force,
+                          progress=True)
+    for line in report.summary():
+        _out().print(escape(line))
 
 
 def main() -> None:

@@ -62,6 +62,3 @@ class InfeasibleError(AutopruneError):
 class ExportError(UserInputError):
     """An export request that cannot be honoured (failed trial, non-empty directory)."""
 
-
-class NotAvailableError(AutopruneError):
-    """A feature that is not built yet."""

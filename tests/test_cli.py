@@ -229,18 +229,6 @@ def test_the_database_comes_from_the_environment(tmp_path: Path, monkeypatch: py
         assert [j.name for j in store.list_jobs()] == ["sst2-minilm-half-latency"]
 
 
-@pytest.mark.parametrize(
-    "command",
-    [
-        ["export", "1", "--trial", "0", "--out", "dir", "--onnx"],
-    ],
-)
-def test_commands_not_built_yet_say_so_and_exit_1(command: list[str]) -> None:
-    result = runner.invoke(app, command)
-    assert result.exit_code == 1
-    assert "not available yet" in _one_error_line(result.stderr)
-
-
 def test_search_with_a_missing_spec_exits_2(tmp_path: Path) -> None:
     result = runner.invoke(app, ["search", str(tmp_path / "absent.yaml"), "--db",
                                  f"sqlite:///{tmp_path / 'x.db'}"])

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -162,11 +163,22 @@ class CheapFinetune(Estimator):
     # ---- the estimate -------------------------------------------------------------------
     def evaluate(self, arch: Architecture, steps: int,
                  resume_from: Checkpoint | None = None) -> EstimateResult:
-        with torch_threads(self.threads):
-            return self._evaluate(arch, steps, resume_from)
+        return self.train(arch, steps, resume_from)[1]
 
-    def _evaluate(self, arch: Architecture, steps: int,
-                  resume_from: Checkpoint | None) -> EstimateResult:
+    def train(self, arch: Architecture, steps: int, resume_from: Checkpoint | None = None, *,
+              on_step: Callable[[int], None] | None = None) -> tuple[nn.Module, EstimateResult]:
+        """:meth:`evaluate`, also handing back the trained student (``autoprune export``).
+
+        The student still holds its sparsity masks and fake quantization, as scored;
+        ``compress.finalize`` makes it deployable. ``on_step(step)`` is called after each
+        training step (progress bars).
+        """
+        with torch_threads(self.threads):
+            return self._evaluate(arch, steps, resume_from, on_step)
+
+    def _evaluate(self, arch: Architecture, steps: int, resume_from: Checkpoint | None,
+                  on_step: Callable[[int], None] | None = None
+                  ) -> tuple[nn.Module, EstimateResult]:
         start = time.perf_counter()
         torch.manual_seed(self.recipe.seed)
         student = self.build(arch)
@@ -183,6 +195,8 @@ class CheapFinetune(Estimator):
             optimizer.step()
             schedule.step()
             optimizer.zero_grad(set_to_none=True)
+            if on_step is not None:
+                on_step(step + 1)
         trained = time.perf_counter()
         metrics = evaluate(student, self.task, self.shared.dev, self.recipe.eval_batch_size)
         scored = time.perf_counter()
@@ -190,9 +204,9 @@ class CheapFinetune(Estimator):
         details = {"build_s": built - start, "train_s": trained - built, "eval_s": scored - trained,
                    "steps_run": float(steps - first), "eval_samples": float(len(self.shared.dev)),
                    **metrics}
-        return EstimateResult(self.metric_name, metrics[self.metric_name], steps,
-                              time.perf_counter() - start, steps * self.recipe.batch_size,
-                              checkpoint, details)
+        return student, EstimateResult(self.metric_name, metrics[self.metric_name], steps,
+                                       time.perf_counter() - start,
+                                       steps * self.recipe.batch_size, checkpoint, details)
 
     # ---- checkpoints --------------------------------------------------------------------
     def _save(self, arch: Architecture, steps: int, student: nn.Module,

@@ -18,8 +18,17 @@ from typing import Any
 
 # Keys that make latency figures incomparable when they differ. The hostname and the date are
 # recorded for people, not compared: two identical cloud VMs are the same device.
+# "cpu_id" and "isa" exist because cloud VMs report a bare "AMD EPYC" for both Zen 3 and Zen 4:
+# measured on both, the Zen 4 one (AVX-512 VNNI) ran dynamic int8 at 2.3x dense, the Zen 3 one
+# at 1.5x, under the same model name.
 COMPARED_KEYS: tuple[str, ...] = (
-    "cpu_model", "machine", "physical_cores", "logical_cpus", "threads", "backend", "libraries",
+    "cpu_model", "cpu_id", "isa", "machine", "physical_cores", "logical_cpus", "threads", "backend",
+    "libraries",
+)
+# Instruction-set extensions that change which kernels torch / onnxruntime pick.
+KERNEL_FLAGS: tuple[str, ...] = (
+    "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16",
+    "amx_tile", "amx_int8", "amx_bf16", "asimd", "sve", "i8mm", "bf16",
 )
 
 _BACKEND_LIBRARIES: dict[str, tuple[str, ...]] = {
@@ -28,9 +37,12 @@ _BACKEND_LIBRARIES: dict[str, tuple[str, ...]] = {
 }
 
 
-def _cpuinfo() -> tuple[str, int]:
-    """(CPU model name, physical core count) from /proc/cpuinfo; platform data elsewhere."""
+def _cpuinfo() -> tuple[str, int, str, list[str]]:
+    """(CPU model name, physical core count, "family/model/stepping", kernel-relevant ISA
+    flags) from /proc/cpuinfo; platform data elsewhere."""
     model, cores = platform.processor() or platform.machine(), set()
+    ident: dict[str, str] = {}
+    flags: set[str] = set()
     path = Path("/proc/cpuinfo")
     if path.is_file():
         physical = core = ""
@@ -38,13 +50,17 @@ def _cpuinfo() -> tuple[str, int]:
             key, _, value = (part.strip() for part in line.partition(":"))
             if key == "model name" and value:
                 model = value
+            elif key in ("cpu family", "model", "stepping", "CPU implementer", "CPU part"):
+                ident.setdefault(key, value)
+            elif key in ("flags", "Features"):
+                flags.update(value.split())
             elif key == "physical id":
                 physical = value
             elif key == "core id":
                 core = value
                 cores.add((physical, core))
     logical = os.cpu_count() or 1
-    return model, len(cores) or logical
+    return model, len(cores) or logical, "/".join(ident.values()), sorted(flags & set(KERNEL_FLAGS))
 
 
 def _version(package: str) -> str | None:
@@ -84,10 +100,12 @@ def oversubscribed(threads: int, load: dict[str, float] | None = None) -> bool:
 
 def device_fingerprint(backend: str, threads: int) -> dict[str, Any]:
     """The facts about this machine and software that a latency figure depends on."""
-    model, physical = _cpuinfo()
+    model, physical, cpu_id, isa = _cpuinfo()
     libraries = {name: _version(name) for name in _BACKEND_LIBRARIES.get(backend, ("torch",))}
     return {
         "cpu_model": model,
+        "cpu_id": cpu_id,
+        "isa": isa,
         "machine": platform.machine(),
         "physical_cores": physical,
         "logical_cpus": usable_cpus(),
