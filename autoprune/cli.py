@@ -26,7 +26,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from autoprune import __version__
-from autoprune.errors import AutopruneError, UserInputError
+from autoprune.errors import AutopruneError, ExportError, UserInputError
 
 EXIT_USER_ERROR = 2
 EXIT_ERROR = 1
@@ -381,6 +381,11 @@ def search(
     db: DbOption = None,
     executor: Annotated[ExecutorKind | None, typer.Option("--executor")] = None,
     ray_address: Annotated[str | None, typer.Option("--ray-address", metavar="ADDR")] = None,
+    export_dir: Annotated[Path | None, typer.Option(
+        "--export", metavar="DIR",
+        help="Then export the best feasible trial to DIR (replacing an earlier export).")] = None,
+    export_steps: Annotated[int | None, typer.Option(
+        "--export-steps", min=1, metavar="S", help="Fine-tune the exported model to S steps.")] = None,
 ) -> None:
     """Queue a job and run it at once in this process, then print its Pareto front."""
     from autoprune.runner.service import HEARTBEAT_TIMEOUT_S, default_owner, run_job
@@ -398,6 +403,10 @@ def search(
                       quiet=True, progress=True)
     err.print(escape(f"job {job_id} {run.state}" + (f": {run.reason}" if run.reason else "")))
     _print_front(store, job_id, top=12)
+    if export_dir is not None and run.state == "completed":
+        number = _trial_number(store, job_id, "best")
+        err.print(escape(f"exporting trial {number} to {export_dir}"))
+        _export(store, job_id, number, export_dir, steps=export_steps, force=True)
 
 
 @contextmanager
@@ -558,7 +567,8 @@ def _plot_front(report: Any, path: Path) -> None:
 @app.command()
 def export(
     job: JobArgument,
-    trial: Annotated[int, typer.Option("--trial", metavar="N")],
+    trial: Annotated[str, typer.Option(
+        "--trial", metavar="N|best", help="Trial number, or `best`: the best feasible trial.")],
     out_dir: Annotated[Path, typer.Option("--out", metavar="DIR")],
     onnx: Annotated[bool, typer.Option("--onnx", help="Also write an ONNX model.")] = False,
     steps: Annotated[int | None, typer.Option(
@@ -569,9 +579,30 @@ def export(
     db: DbOption = None,
 ) -> None:
     """Write a trial's compressed model to a loadable directory, re-measured and re-scored."""
+    store = _store(db)
+    _export(store, job, _trial_number(store, job, trial), out_dir, onnx=onnx, steps=steps,
+            force=force)
+
+
+def _trial_number(store: Any, job: int, trial: str) -> int:
+    if trial.strip().lower() == "best":
+        from autoprune.front import front_report
+
+        best = front_report(store.get_job(job), store.trials(job)).best
+        if best is None:
+            raise ExportError(f"job {job}: no complete trial meets the budget, so there is no best")
+        return best.number
+    try:
+        return int(trial)
+    except ValueError:
+        raise ExportError(f"--trial {trial!r}: expected a trial number or `best`") from None
+
+
+def _export(store: Any, job: int, number: int, out_dir: Path, *, onnx: bool = False,
+            steps: int | None = None, force: bool = False) -> None:
     from autoprune.export import export_trial
 
-    report = export_trial(_store(db), job, trial, out_dir, onnx=onnx, steps=steps, force=force,
+    report = export_trial(store, job, number, out_dir, onnx=onnx, steps=steps, force=force,
                           progress=True)
     for line in report.summary():
         _out().print(escape(line))

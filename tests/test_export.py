@@ -256,6 +256,19 @@ def test_the_cli_exports_and_prints_a_summary(searched: dict[str, Any], tmp_path
             report["measured_latency_ms"]
 
 
+def test_trial_best_exports_the_best_feasible_trial(searched: dict[str, Any], tmp_path: Path) -> None:
+    from autoprune.front import front_report
+
+    with _store(searched) as store:
+        best = front_report(store.get_job(searched["job"]), store.trials(searched["job"])).best
+    assert best is not None
+    out = tmp_path / "best"
+    result = runner.invoke(app, ["export", str(searched["job"]), "--trial", "best", "--out", str(out),
+                                 "--db", searched["db"]])
+    assert result.exit_code == 0, result.stderr
+    assert json.loads((out / "report.json").read_text())["trial"] == best.number
+
+
 @pytest.mark.parametrize("case, expected", [
     ("non-empty", "not empty"),
     ("not-an-export", "not an autoprune export"),
@@ -265,6 +278,7 @@ def test_the_cli_exports_and_prints_a_summary(searched: dict[str, Any], tmp_path
     ("unknown-trial", "has no trial 999"),
     ("unknown-job", "no job 999"),
     ("fewer-steps", "already trained for 12 steps"),
+    ("bad-trial", "expected a trial number or `best`"),
 ])
 def test_refusals_exit_2_with_one_line_and_leave_dir_untouched(
         searched: dict[str, Any], tmp_path: Path, case: str, expected: str) -> None:
@@ -276,7 +290,8 @@ def test_refusals_exit_2_with_one_line_and_leave_dir_untouched(
         (out / "keep.txt").write_text("mine\n")
         extra = ["--force"] if case == "not-an-export" else []
     trial = {"failed": str(searched["failed"]), "running": str(searched["running"]),
-             "infeasible": str(searched["pruned"]), "unknown-trial": "999"}.get(case, trial)
+             "infeasible": str(searched["pruned"]), "unknown-trial": "999",
+             "bad-trial": "first"}.get(case, trial)
     job = "999" if case == "unknown-job" else job
     extra += ["--steps", "8"] if case == "fewer-steps" else []
     before = sorted((p.name, p.read_text()) for p in tmp_path.rglob("*") if p.is_file())

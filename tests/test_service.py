@@ -6,6 +6,7 @@ real cheap fine-tunes, a latency model profiled on this machine (with a short pr
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -152,11 +153,20 @@ def test_two_services_on_postgres_run_each_job_once(assets: dict[str, Path], tmp
 def test_cli_search_runs_a_job_and_prints_the_front(assets: dict[str, Path], tmp_path: Path) -> None:
     env = _env(assets, f"sqlite:///{tmp_path / 'search.db'}")
     spec = _spec(assets, tmp_path, "search-cli")
-    done = subprocess.run([sys.executable, "-m", "autoprune.cli", "search", str(spec)], env=env,
+    model_dir = tmp_path / "best-model"
+    done = subprocess.run([sys.executable, "-m", "autoprune.cli", "search", str(spec),
+                           "--export", str(model_dir)], env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "Pareto front" in done.stdout and "best feasible" in done.stdout
     assert "completed" in done.stderr
+    # --export: the best feasible trial, re-measured, as a model autoprune.load reads
+    report = json.loads((model_dir / "report.json").read_text())
+    assert f"trial {report['trial']}" in done.stdout.split("best feasible")[1]
+    assert "faster" in done.stdout
+    import autoprune
+
+    assert autoprune.load(model_dir) is not None
 
 
 def test_local_and_ray_with_one_worker_record_the_same_trials(assets: dict[str, Path],

@@ -1,0 +1,214 @@
+"""Does the search pay? Search, export, re-measure, and compare with the uniform baseline.
+
+For each (latency budget, space) and seed, on MiniLM + SST-2 (batch 1, sequence length 128,
+the default 2,000-step teacher of the estimation benchmark):
+
+1. **search**: a real job (``evolution``; cheap distilled fine-tunes with ASHA rungs; local
+   executor) under ``budget_ratio`` x the dense latency of this machine's latency model;
+2. **export** its best feasible trial with a longer fine-tune (``--export-steps``), which
+   re-measures its latency (the latency protocol, interleaved with the dense model) and
+   re-evaluates accuracy on the whole dev set; the other feasible front members are exported at
+   the fidelity they reached (``--front``) to check that they re-measure within the budget;
+3. **baseline**: a ``uniform`` job (the hand-crafted baseline: the same configuration in every
+   layer, swept from the budget downwards) whose budget is the searched model's *re-measured*
+   latency, with ``--uniform-evaluations`` candidates; its best trial is exported with the same
+   ``--export-steps``. The difference of the two dev metrics is the search's gain at matched
+   latency.
+
+Jobs live in ``$AUTOPRUNE_HOME/benchmarks/end_to_end.db`` and exports under
+``$AUTOPRUNE_HOME/benchmarks/end_to_end/``; finished steps are reused, so an interrupted run
+resumes. ``--phase search`` runs only the searches (they need no quiet machine), ``--phase
+export`` the rest (latency is measured: run it on a quiet machine).
+
+Writes ``benchmarks/results/end_to_end.json`` with keys ``runs`` (one per budget and seed:
+``budget_ratio``, ``space``, ``seed``, ``measured_ratio``, ``metric``, ``teacher_metric``,
+``uniform_metric_at_matched_latency``, ...), ``front_within_budget_share``,
+``searched_minus_uniform_median`` (metric on its 0-1 scale: 1 point = 0.01), ``targets``.
+
+    python benchmarks/end_to_end.py                        # 2 budgets x 3 seeds
+    python benchmarks/end_to_end.py --seeds 0 --budgets 0.5:bert-structured
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from autoprune.export import export_trial
+from autoprune.front import best_feasible, front_rows, job_budget_ms
+from autoprune.runner.prepare import autoprune_home
+from autoprune.runner.service import HEARTBEAT_TIMEOUT_S, run_job
+from autoprune.spec import JobSpec
+from autoprune.store import Store
+
+REPO = Path(__file__).resolve().parent.parent
+GLUE = Path(os.environ.get("AUTOPRUNE_SHARED", REPO.parent / "shared")) / "data" / "glue"
+RESULTS = REPO / "benchmarks" / "results" / "end_to_end.json"
+LATENCY_MODEL = REPO / "latency_models" / "this-cpu-torch-b1-s128.json"
+OWNER = "end-to-end-benchmark"
+EXPORTS = autoprune_home() / "benchmarks" / "end_to_end"
+
+
+def job_spec(name: str, space: str, controller: dict[str, Any], latency: dict[str, Any],
+             args: argparse.Namespace) -> JobSpec:
+    return JobSpec.from_dict({
+        "name": name,
+        "model": "minilm-l6",
+        "task": {"name": "sst2", "data_dir": str(GLUE / "SST-2")},
+        "latency": {"model": str(LATENCY_MODEL), "profile": "auto", "batch": 1, "seq_len": 128,
+                    **latency},
+        "space": space,
+        "controller": controller,
+        "objective": {"kind": "constrained"},
+        "estimate": {"steps": args.steps, "rungs": [args.steps // 4, args.steps],
+                     "eval_samples": args.eval_samples},
+        "executor": {"kind": "local", "cpus_per_worker": args.threads},
+    }, base_dir=REPO)
+
+
+def run_or_reuse(store: Store, spec: JobSpec) -> int:
+    """The id of a completed job with this name, running it first if need be."""
+    for job in store.list_jobs():
+        if job.name == spec.name and job.state == "completed":
+            return job.id
+    job_id = store.create_job(spec.to_json(), spec.name)
+    store.claim_job(OWNER, heartbeat_timeout_s=HEARTBEAT_TIMEOUT_S, job_id=job_id)
+    started = time.perf_counter()
+    run = run_job(store, job_id, OWNER, quiet=True, progress=True)
+    if run.state != "completed":
+        raise SystemExit(f"job {spec.name} ended {run.state}: {run.reason}")
+    print(f"{spec.name}: job {job_id} done in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    return job_id
+
+
+def export_or_reuse(store: Store, job_id: int, number: int, out: Path, steps: int | None) -> dict[str, Any]:
+    report_file = out / "report.json"
+    if report_file.is_file():
+        return json.loads(report_file.read_text())
+    export_trial(store, job_id, number, out, steps=steps, force=True, progress=True)
+    return json.loads(report_file.read_text())
+
+
+def on_profile_scale(report: dict[str, Any]) -> float:
+    """The re-measured latency on the latency model's scale (what budgets and predictions use):
+    measured relative to the dense model in the same rounds, times the profiled dense figure."""
+    scaled = report.get("measured_profile_scale_ms")
+    return float(scaled if scaled is not None else report["measured_latency_ms"])
+
+
+def one_run(store: Store, ratio: float, space: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
+    tag = f"{space}-{ratio:g}-s{seed}"
+    searched = job_spec(f"e2e-search-{tag}", space,
+                        {"name": "evolution", "evaluations": args.evaluations, "population": 8,
+                         "seed": seed},
+                        {"budget_ratio": ratio}, args)
+    job_id = run_or_reuse(store, searched)
+    if args.phase == "search":
+        return {}
+    trials = store.trials(job_id)
+    budget = job_budget_ms(store.get_job(job_id), trials)
+    rows = front_rows(trials, budget)
+    best = best_feasible(rows)
+    if best is None:
+        raise SystemExit(f"{tag}: no feasible trial")
+    exports = EXPORTS / tag
+    report = export_or_reuse(store, job_id, best.number, exports / f"best-{best.number}", args.export_steps)
+    front = [row for row in rows if row.on_front and row.feasible and row.state == "complete"]
+    front_reports = [report] + [
+        export_or_reuse(store, job_id, row.number, exports / f"front-{row.number}", None)
+        for row in sorted(front, key=lambda r: -r.metric) if row.number != best.number][: args.front - 1]
+    measured_ms = on_profile_scale(report)
+
+    uniform = job_spec(f"e2e-uniform-{tag}", space,
+                       {"name": "uniform", "evaluations": args.uniform_evaluations, "seed": seed},
+                       {"budget_ms": measured_ms}, args)
+    uniform_id = run_or_reuse(store, uniform)
+    uniform_rows = front_rows(store.trials(uniform_id), measured_ms)
+    uniform_best = best_feasible(uniform_rows)
+    uniform_report = None
+    if uniform_best is not None:
+        uniform_report = export_or_reuse(store, uniform_id, uniform_best.number,
+                                         exports / f"uniform-{uniform_best.number}", args.export_steps)
+    return {
+        "budget_ratio": ratio, "space": space, "seed": seed, "job": job_id,
+        "trial": best.number, "architecture": report["architecture_summary"],
+        "budget_ms": budget, "predicted_latency_ms": report["predicted_latency_ms"],
+        "measured_latency_ms": measured_ms, "measured_raw_ms": report["measured_latency_ms"],
+        "dense_latency_ms": report["dense_latency_ms"], "speedup": report["speedup"],
+        "measured_ratio": round(1.0 / float(report["speedup"]), 4),
+        "within_budget": measured_ms <= budget,
+        "metric": report["metric"], "search_metric": best.metric,
+        "teacher_metric": report["teacher_metric"],
+        "metric_minus_teacher": round(report["metric"] - report["teacher_metric"], 4),
+        "uniform_architecture": uniform_report and uniform_report["architecture_summary"],
+        "uniform_measured_latency_ms": uniform_report and on_profile_scale(uniform_report),
+        "uniform_metric_at_matched_latency": uniform_report and uniform_report["metric"],
+        "searched_minus_uniform": uniform_report and round(
+            report["metric"] - uniform_report["metric"], 4),
+        "front": [{"trial": r["trial"], "measured_latency_ms": on_profile_scale(r),
+                   "predicted_latency_ms": r["predicted_latency_ms"],
+                   "within_budget": on_profile_scale(r) <= budget} for r in front_reports],
+        "export_steps": args.export_steps,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budgets", default="0.5:bert-structured,0.3:bert-int8",
+                        help="comma-separated RATIO:SPACE")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--evaluations", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=100, help="cheap estimate steps (rungs: /4, x1)")
+    parser.add_argument("--eval-samples", type=int, default=None)
+    parser.add_argument("--export-steps", type=int, default=1000)
+    parser.add_argument("--uniform-evaluations", type=int, default=4)
+    parser.add_argument("--front", type=int, default=3, help="front members exported per run")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads of the fine-tunes")
+    parser.add_argument("--phase", choices=["search", "export", "all"], default="all")
+    args = parser.parse_args()
+
+    db = autoprune_home() / "benchmarks" / "end_to_end.db"
+    db.parent.mkdir(parents=True, exist_ok=True)
+    store = Store(f"sqlite:///{db}")
+    budgets = [(float(item.split(":")[0]), item.split(":")[1]) for item in args.budgets.split(",")]
+    seeds = [int(s) for s in args.seeds.split(",")]
+    started = time.perf_counter()
+    runs = [one_run(store, ratio, space, seed, args) for ratio, space in budgets for seed in seeds]
+    if args.phase == "search":
+        print(json.dumps({"searched": len(runs), "seconds": round(time.perf_counter() - started)}))
+        return
+    fronts = [member for run in runs for member in run["front"]]
+    gains = [run["searched_minus_uniform"] for run in runs if run["searched_minus_uniform"] is not None]
+    result = {
+        "model": "minilm-l6", "task": "sst2", "batch": 1, "seq_len": 128,
+        "runs": runs,
+        "front_within_budget_share": round(sum(m["within_budget"] for m in fronts) / len(fronts), 4),
+        "searched_minus_uniform_median": round(statistics.median(gains), 4) if gains else None,
+        "settings": {k: v for k, v in vars(args).items() if k not in ("phase", "threads")},
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    by_ratio = {ratio: [r for r in runs if r["budget_ratio"] == ratio] for ratio, _ in budgets}
+    tolerance = {0.5: 0.01, 0.3: 0.02}
+    result["targets"] = {
+        **{f"within_{tolerance.get(ratio, 0.01) * 100:g}_points_of_teacher_at_{ratio:g}": all(
+            r["within_budget"] and r["metric_minus_teacher"] >= -tolerance.get(ratio, 0.01) for r in rs)
+           for ratio, rs in by_ratio.items()},
+        "front_within_budget_share_min_0.95": result["front_within_budget_share"] >= 0.95,
+        "beats_uniform_by_1_point_median": bool(gains) and statistics.median(gains) >= 0.01,
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
