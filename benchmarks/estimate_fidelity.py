@@ -181,6 +181,9 @@ def main() -> None:
     parser.add_argument("--skip-fidelity", action="store_true")
     parser.add_argument("--cache", type=Path, default=None)
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--merge", action="store_true",
+                        help="update the existing results file (teachers per task, fidelity keys) "
+                             "instead of replacing it")
     parser.add_argument("--out", type=Path,
                         default=REPO / "benchmarks" / "results" / "estimate_fidelity.json")
     args = parser.parse_args()
@@ -194,6 +197,10 @@ def main() -> None:
     if not args.skip_fidelity:
         result.update(run_fidelity(args, cache))
     result["total_seconds"] = round(time.perf_counter() - start, 1)
+    if args.merge and args.out.is_file():
+        previous = json.loads(args.out.read_text())
+        teachers = {**previous.get("teacher", {}), **result["teacher"]}
+        result = {**previous, **result, "teacher": teachers}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "architectures"}, indent=2))
