@@ -45,6 +45,28 @@ def test_differences_name_what_changed() -> None:
     assert differences(fp, fp) == []
 
 
+def test_the_same_model_name_on_another_cpu_generation_differs(tmp_path, monkeypatch) -> None:
+    # Cloud VMs report a bare "AMD EPYC" for CPU generations whose int8 kernels differ 1.5x.
+    from pathlib import Path
+
+    import autoprune.latency.fingerprint as fingerprint
+
+    def cpuinfo(family: str, flags: str) -> None:
+        info = tmp_path / "cpuinfo"
+        info.write_text(f"processor\t: 0\nmodel name\t: AMD EPYC\ncpu family\t: {family}\n"
+                        f"model\t\t: 1\nstepping\t: 1\nflags\t\t: fpu {flags} sse2\n")
+        monkeypatch.setattr(fingerprint, "Path", lambda p: info if p == "/proc/cpuinfo" else Path(p))
+
+    cpuinfo("25", "avx2 avx512f avx512_vnni")
+    zen4 = device_fingerprint("torch", threads=2)
+    assert zen4["cpu_id"] == "25/1/1" and zen4["isa"] == ["avx2", "avx512_vnni", "avx512f"]
+    cpuinfo("23", "avx2")
+    zen2 = device_fingerprint("torch", threads=2)
+    found = differences(zen4, zen2)
+    assert any(item.startswith("cpu_id") for item in found) and any(item.startswith("isa") for item in found)
+    assert zen4["cpu_model"] == zen2["cpu_model"] == "AMD EPYC"
+
+
 class FakeStore:
     """The subset of ``autoprune.store.Store`` the latency code uses."""
 
