@@ -142,6 +142,16 @@ class ExportReport:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def stored_latency_ms(self) -> float:
+        """What the trial's row records as measured: on the latency model's scale when there
+        is one (measured relative to dense in the same rounds, times the profiled dense
+        figure), so that it compares with predictions and the budget however loaded the
+        machine is today; else the raw median."""
+        if self.measured_profile_scale_ms is not None:
+            return self.measured_profile_scale_ms
+        return self.measured_latency_ms
+
     def summary(self) -> list[str]:
         """A few lines for the command line."""
         predicted = ("" if self.predicted_latency_ms is None
@@ -207,7 +217,7 @@ def export_trial(store: Any, job_id: int, number: int, out_dir: str | Path, *,
         _install(staging, out, replacing)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    store.update_trial(job_id, number, measured_latency_ms=report.measured_latency_ms)
+    store.update_trial(job_id, number, measured_latency_ms=report.stored_latency_ms)
     store.add_artifact(job_id, ARTIFACT_KIND, str(out), trial_number=number,
                        content_hash=_digest(out / "model.safetensors"),
                        extra={"steps": report.steps, "metric_name": report.metric_name,

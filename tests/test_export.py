@@ -181,7 +181,7 @@ def test_export_writes_the_real_compressed_model_and_reports_it(
     assert report.total_bytes == sum(report.files.values())
     assert report.onnx is None
 
-    assert updated.measured_latency_ms == report.measured_latency_ms
+    assert updated.measured_latency_ms == report.stored_latency_ms
     assert updated.state == trial.state and updated.metric_value == trial.metric_value
     assert [(a.uri, a.trial_number) for a in artifacts] == [(str(out), trial.number)]
     assert artifacts[0].content_hash and artifacts[0].extra["metric"] == report.metric
@@ -252,8 +252,8 @@ def test_the_cli_exports_and_prints_a_summary(searched: dict[str, Any], tmp_path
     assert autoprune.load(out) is not None
     report = json.loads((out / "report.json").read_text())
     with _store(searched) as store:
-        assert store.get_trial(searched["job"], searched["trial"]).measured_latency_ms == \
-            report["measured_latency_ms"]
+        expected = report["measured_profile_scale_ms"] or report["measured_latency_ms"]
+        assert store.get_trial(searched["job"], searched["trial"]).measured_latency_ms == expected
 
 
 def test_trial_best_exports_the_best_feasible_trial(searched: dict[str, Any], tmp_path: Path) -> None:
