@@ -31,7 +31,7 @@ test-slow: install
 # The main job: profile this machine if its latency model is missing, then search MiniLM on
 # SST-2 at half the dense latency with the Ray executor, and print the Pareto front.
 demo: install
-	$(BIN)/autoprune search examples/sst2-minilm.yaml --db sqlite:///$(CURDIR)/demo.db --export $(CURDIR)/demo-model
+	$(BIN)/autoprune search examples/sst2-minilm.yaml --db sqlite:///$(CURDIR)/demo.db --export $(CURDIR)/demo-model --export-steps 400
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -8,7 +8,8 @@ the default 2,000-step teacher of the estimation benchmark):
 2. **export** its best feasible trial with a longer fine-tune (``--export-steps``), which
    re-measures its latency (the latency protocol, interleaved with the dense model) and
    re-evaluates accuracy on the whole dev set; the other feasible front members are exported at
-   the fidelity they reached (``--front``) to check that they re-measure within the budget;
+   the fidelity they reached (all of them, or ``--front``) to check that they re-measure within
+   the budget;
 3. **baseline**: a ``uniform`` job (the hand-crafted baseline: the same configuration in every
    layer, swept from the budget downwards) whose budget is the searched model's *re-measured*
    latency, with ``--uniform-evaluations`` candidates; its best trial is exported with the same
@@ -123,9 +124,12 @@ def one_run(store: Store, ratio: float, space: str, seed: int, args: argparse.Na
     exports = EXPORTS / tag
     report = export_or_reuse(store, job_id, best.number, exports / f"best-{best.number}", args.export_steps)
     front = [row for row in rows if row.on_front and row.feasible and row.state == "complete"]
+    others = [row for row in sorted(front, key=lambda r: -r.metric) if row.number != best.number]
+    if args.front is not None:
+        others = others[: args.front - 1]
     front_reports = [report] + [
         export_or_reuse(store, job_id, row.number, exports / f"front-{row.number}", None)
-        for row in sorted(front, key=lambda r: -r.metric) if row.number != best.number][: args.front - 1]
+        for row in others]
     measured_ms = on_profile_scale(report)
 
     uniform = job_spec(f"e2e-uniform-{tag}", space,
@@ -171,7 +175,8 @@ def main() -> None:
     parser.add_argument("--eval-samples", type=int, default=None)
     parser.add_argument("--export-steps", type=int, default=1000)
     parser.add_argument("--uniform-evaluations", type=int, default=4)
-    parser.add_argument("--front", type=int, default=3, help="front members exported per run")
+    parser.add_argument("--front", type=int, default=None,
+                        help="at most this many feasible front members exported per run (default: all)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of the fine-tunes")
     parser.add_argument("--phase", choices=["search", "export", "all"], default="all")
     args = parser.parse_args()
