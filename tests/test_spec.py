@@ -13,8 +13,15 @@ from autoprune.spec import JobSpec
 
 
 @pytest.fixture()
-def example(repo_root: Path) -> dict:
-    return yaml.safe_load((repo_root / "examples" / "sst2-minilm.yaml").read_text())
+def example(repo_root: Path, tmp_path: Path) -> dict:
+    data = yaml.safe_load((repo_root / "examples" / "sst2-minilm.yaml").read_text())
+    # Bad-value checks must not depend on ../shared standing beside this checkout.
+    sst2 = tmp_path / "SST-2"
+    sst2.mkdir()
+    for name in ("train.tsv", "dev.tsv"):
+        (sst2 / name).write_text("sentence\tlabel\na good film \t1\n")
+    data["task"]["data_dir"] = str(sst2)
+    return data
 
 
 @pytest.fixture()
