@@ -56,6 +56,11 @@ FRONT_FIELDS: tuple[str, ...] = (*_COLUMNS[:_COLUMNS.index("size_bytes") + 1], "
                                  *_COLUMNS[_COLUMNS.index("size_bytes") + 1:])
 
 
+def by_latency(row: FrontRow) -> tuple[float, float, int]:
+    """Fastest first; among equally fast rows the better metric, then the lower number."""
+    return (row.latency_ms, -row.metric, row.number)
+
+
 def trial_latency(trial: Any) -> float | None:
     return trial.measured_latency_ms if trial.measured_latency_ms is not None else trial.predicted_latency_ms
 
@@ -91,7 +96,7 @@ def front_rows(trials: Sequence[Any], budget_ms: float | None) -> list[FrontRow]
             on_front=index in front, budget_ms=budget_ms,
             architecture=architecture_summary(trial.architecture_json),
         ))
-    return sorted(rows, key=lambda row: (row.latency_ms, -row.metric, row.number))
+    return sorted(rows, key=by_latency)
 
 
 def job_budget_ms(job: Any, trials: Sequence[Any]) -> float | None:
@@ -129,7 +134,7 @@ def best_feasible(rows: Sequence[FrontRow]) -> FrontRow | None:
 
 def closest_to_budget(rows: Sequence[FrontRow], n: int = CLOSEST) -> list[FrontRow]:
     """The ``n`` fastest rows: when every row is over the budget, the ones nearest to it."""
-    return sorted(rows, key=lambda row: (row.latency_ms, -row.metric, row.number))[:n]
+    return sorted(rows, key=by_latency)[:n]
 
 
 @dataclass(frozen=True)

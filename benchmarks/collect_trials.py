@@ -101,11 +101,12 @@ def main() -> None:
         result = estimator.evaluate(arch, spec.estimate.steps)
         if result.checkpoint is not None:
             result.checkpoint.unlink(missing_ok=True)
+        predicted = float(latency_model.predict(arch))
         trials.append({
             "architecture": arch.to_list(), "summary": arch.summary(), "hash": arch.hash,
             "metric": result.value, "metric_name": "accuracy",
-            "predicted_latency_ms": round(float(latency_model.predict(arch)), 3),
-            "latency_ratio": round(float(latency_model.predict(arch) / latency_model.dense_ms), 4),
+            "predicted_latency_ms": round(predicted, 3),
+            "latency_ratio": round(predicted / latency_model.dense_ms, 4),
             "steps": result.steps, "samples": result.samples, "seconds": round(result.seconds, 2),
         })
         OUT.write_text(json.dumps({

@@ -142,15 +142,17 @@ class SurrogateProblem:
     def latency(self, arch: Architecture) -> float:
         return float(self.latency_model.predict(arch))
 
+    def _mean(self, arch: Architecture) -> float:
+        return float(self.regression.predict(features(self.space, arch)[None, :])[0])
+
     def true_metric(self, arch: Architecture) -> float:
         """The regression's mean: what the architecture is worth, without evaluation noise."""
-        return float(np.clip(self.regression.predict(features(self.space, arch)[None, :])[0], 0.0, 1.0))
+        return float(np.clip(self._mean(arch), 0.0, 1.0))
 
     def metric(self, arch: Architecture) -> float:
         """What a controller observes: the mean plus seeded noise."""
-        mean = float(self.regression.predict(features(self.space, arch)[None, :])[0])
         rng = np.random.default_rng([self.seed, int(arch.hash, 16)])
-        return float(np.clip(mean + rng.normal(0.0, self.noise), 0.0, 1.0))
+        return float(np.clip(self._mean(arch) + rng.normal(0.0, self.noise), 0.0, 1.0))
 
 
 def load_surrogate(space_name: str | None) -> tuple[SurrogateProblem, SearchSpace]:

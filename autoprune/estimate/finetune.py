@@ -174,9 +174,9 @@ class CheapFinetune(Estimator):
         training step (progress bars).
         """
         with torch_threads(self.threads):
-            return self._evaluate(arch, steps, resume_from, on_step)
+            return self._train(arch, steps, resume_from, on_step)
 
-    def _evaluate(self, arch: Architecture, steps: int, resume_from: Checkpoint | None,
+    def _train(self, arch: Architecture, steps: int, resume_from: Checkpoint | None,
                   on_step: Callable[[int], None] | None = None
                   ) -> tuple[nn.Module, EstimateResult]:
         start = time.perf_counter()
