@@ -118,12 +118,49 @@ def test_amc_clips_every_episode_to_the_budget(problem: SyntheticProblem) -> Non
     )
     history = drive(controller, problem, evaluations=16, batch=4)
     assert all(r.state == "complete" for r in history), "AMC proposed an over-budget architecture"
-    # AMC searches widths only (every layer kept); only its fallback for a repeated episode
-    # (a mutation) may touch other dimensions.
-    widths_only = [all(layer.keep for layer in r.architecture) for r in history]
-    assert all(widths_only[:4]) and sum(widths_only) >= len(history) // 2
     # Clipping is tight: the proposals use most of the budget.
     assert max(r.latency_ms for r in history) > 0.8 * objective.budget_ms  # type: ignore[operator]
+
+
+def test_amc_drops_a_layer_only_by_cutting_both_its_blocks(problem: SyntheticProblem) -> None:
+    controller = make("amc", problem.space, problem.objective(), latency_fn=problem.latency)
+    ffn = [block for block in controller._blocks if block.field == "ffn"]
+    assert all(block.choices[0] == 0.0 for block in ffn)  # the space may drop layers
+    ratios = []
+    for block in controller._blocks:
+        if block.layer == 1:
+            ratios.append(0.0)  # layer 1: no heads and FFN 0 -> dropped
+        elif block.layer == 2 and block.field == "ffn":
+            ratios.append(0.0)  # layer 2 keeps heads: FFN 0 means its smallest FFN
+        else:
+            ratios.append(1.0)
+    arch = controller._architecture(ratios)
+    assert not arch[1].keep
+    assert arch[2].keep and arch[2].heads == max(problem.space.choices("heads"))
+    assert arch[2].ffn == min(problem.space.choices("ffn"))
+    assert problem.space.contains(arch)
+    assert controller._ratios_of(arch)[2:4] == [0.0, 0.0]  # dropped: nothing kept
+    # Every block at 0 would keep no layer: min_layers brings the last one back, thin.
+    smallest = controller._architecture([])
+    assert problem.space.contains(smallest) and smallest.kept_layers == [3]
+    assert smallest[3].heads == 0
+
+
+def test_amc_reaches_shallow_models_under_a_tight_budget(problem: SyntheticProblem) -> None:
+    # The smallest all-layers-kept model costs 0.26x dense here: below that only dropping
+    # layers meets the budget, and every proposal must still be feasible.
+    objective = problem.objective(budget_ratio=0.25)
+    controller = make("amc", problem.space, objective, latency_fn=problem.latency)
+    history = drive(controller, problem, evaluations=12, batch=4)
+    assert all(r.state == "complete" for r in history)
+    assert all(len(r.architecture.kept_layers) < problem.space.num_layers for r in history)
+
+
+def test_amc_keeps_every_layer_when_the_space_cannot_drop() -> None:
+    problem = SyntheticProblem(small_space(keep=[True]))
+    controller = make("amc", problem.space, problem.objective(), latency_fn=problem.latency)
+    assert all(block.choices[0] > 0.0 for block in controller._blocks if block.field == "ffn")
+    assert all(layer.keep for arch in controller.ask(8) for layer in arch)
 
 
 def test_amc_learns_from_its_replay(problem: SyntheticProblem) -> None:

@@ -21,7 +21,11 @@ a moving-average baseline; transitions go to a replay buffer and a critic/actor 
 target networks is trained by DDPG (γ = 1, soft target updates), as in AMC's reference code.
 Transitions are recomputed from the told architecture, so results for architectures the agent
 did not propose (replay fallback, repeats) train it too. Other dimensions (layer dropping,
-sparsity, bits) are held at their densest choice: AMC searches widths only.
+sparsity, bits) are held at their densest choice, with one exception: when the space may drop
+layers, a keep ratio of 0 is also a choice for FFN blocks, and a layer whose heads and FFN are
+both cut to 0 is dropped (AMC's "prune the whole block"). Without it the agent's smallest model
+keeps every layer (0.14x of dense for MiniLM-L6) and the fast end of the front, where the
+shallow models are, is out of its reach.
 
 Torch randomness is confined to this controller (networks initialised under a forked, seeded
 torch RNG; exploration and minibatches come from the controller's numpy generator), so a
@@ -105,6 +109,8 @@ class AMCController(Controller):
             bits=max(space.choices("bits")),
         )
         self._base_fields = self._base.to_dict()
+        self._can_drop = False in space.choices("keep")
+        self._min_ffn = min(space.choices("ffn"))
         self._blocks = self._make_blocks()
         if not self._blocks:
             raise SpecError("controller amc: the space has no heads or ffn choices to search")
@@ -138,13 +144,13 @@ class AMCController(Controller):
                 layers = list(dense.layers)
                 layers[layer] = LayerConfig(**{**layers[layer].to_dict(), **removed})
                 share = (total - space.stats(Architecture(tuple(layers))).flops) / total
-                ratios = tuple(
-                    sorted(
-                        float(c) / space.shape.num_heads if field == "heads" else float(c)
-                        for c in choices
-                    )
-                )
-                blocks.append(_Block(layer, field, ratios, share))
+                ratios = {
+                    float(c) / space.shape.num_heads if field == "heads" else float(c)
+                    for c in choices
+                }
+                if field == "ffn" and self._can_drop:
+                    ratios.add(0.0)  # with heads at 0 too: the layer is dropped
+                blocks.append(_Block(layer, field, tuple(sorted(ratios)), share))
         return blocks
 
     def _state(self, step: int, ratios: list[float], target: float) -> np.ndarray:
@@ -170,14 +176,29 @@ class AMCController(Controller):
         )
 
     def _architecture(self, ratios: list[float]) -> Architecture:
-        """Blocks with a ratio take it, blocks without (the rest of an episode) their minimum."""
+        """Blocks with a ratio take it, blocks without (the rest of an episode) their minimum.
+
+        A layer with no heads and an FFN ratio of 0 is dropped; an FFN ratio of 0 beside kept
+        heads means the smallest FFN. If fewer than ``min_layers`` layers remain, the last
+        dropped layers come back at their smallest width (heads 0, smallest FFN).
+        """
         fields = [dict(self._base_fields) for _ in range(self.space.num_layers)]
         for index, block in enumerate(self._blocks):
             ratio = ratios[index] if index < len(ratios) else block.choices[0]
             fields[block.layer][block.field] = (
                 int(round(ratio * self.space.shape.num_heads)) if block.field == "heads" else ratio
             )
-        return Architecture(tuple(LayerConfig(**item) for item in fields))
+        dropped = [i for i, item in enumerate(fields) if item["heads"] == 0 and item["ffn"] == 0]
+        keep_back = self.space.definition.min_layers - (len(fields) - len(dropped))
+        for layer in dropped[len(dropped) - max(0, keep_back):]:
+            fields[layer]["ffn"] = self._min_ffn
+        layers = []
+        for item in fields:
+            if item["ffn"] == 0 and item["heads"] == 0:
+                layers.append(LayerConfig.dropped())
+            else:
+                layers.append(LayerConfig(**{**item, "ffn": item["ffn"] or self._min_ffn}))
+        return Architecture(tuple(layers))
 
     def _ratios_of(self, arch: Architecture) -> list[float]:
         """The keep ratio each block has in ``arch`` (a dropped layer keeps nothing)."""
