@@ -4,7 +4,9 @@ The trial's candidate is rebuilt from the job's stored spec rather than from che
 search may have deleted them): the same cached teacher and importance scores, the same
 seeded distillation fine-tune, replayed through the same ASHA rungs the search trained it
 through (each rung resuming the previous one's checkpoint, as the executors do), so the
-weights are the ones the search scored; ``steps`` trains further from there. The student is
+weights are the ones the search scored; ``steps`` trains further from there, in the
+:class:`~autoprune.estimate.FinalPhase` (the learning rate decaying to 0, hidden-state
+distillation added) rather than at the search's constant rate. The student is
 then finalized (masks baked into the weights, int8 layers real int8, int4 layers packed),
 saved in the :func:`autoprune.load` format with the tokenizer, loaded back, and everything
 reported is measured on what was loaded:
@@ -44,11 +46,13 @@ from torch import nn
 
 from autoprune import __version__
 from autoprune.errors import AutopruneError, ExportError, LatencyModelError
+from autoprune.estimate.finetune import FinalPhase
 from autoprune.space import Architecture
 
 REPORT_FILE = "report.json"
 ONNX_FILE = "model.onnx"
 ARTIFACT_KIND = "export"
+DEFAULT_FINAL_PHASE = FinalPhase()
 ONNX_CHECK_BATCHES = 4
 # ONNX Runtime against PyTorch on the same fp32 graph: only the order of float operations
 # differs (measured ~1e-8 on the tiny BERT), so this bound catches any wrong weight or op.
@@ -106,6 +110,7 @@ class ExportReport:
     search_steps: int                 # the fidelity the search trained the trial to
     steps: int                        # fine-tune steps of the exported model
     replayed_steps: list[int]         # the fine-tune calls that rebuilt it (rungs, then --steps)
+    final_phase: dict[str, float] | None  # how the steps past search_steps trained
     metric_name: str
     metric: float                     # on the whole dev split
     metrics: dict[str, float]
@@ -140,7 +145,7 @@ class ExportReport:
     autoprune_version: str
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "stored_latency_ms": self.stored_latency_ms}
 
     @property
     def stored_latency_ms(self) -> float:
@@ -181,7 +186,8 @@ class ExportReport:
 
 def export_trial(store: Any, job_id: int, number: int, out_dir: str | Path, *,
                  onnx: bool = False, steps: int | None = None, force: bool = False,
-                 progress: bool = True, protocol: Any = None) -> ExportReport:
+                 progress: bool = True, protocol: Any = None,
+                 final: FinalPhase | None = DEFAULT_FINAL_PHASE) -> ExportReport:
     """Export trial ``number`` of job ``job_id`` to ``out_dir`` (see the module docstring).
 
     Refuses (:class:`~autoprune.errors.UserInputError`, nothing written) an unknown job or
@@ -190,6 +196,8 @@ def export_trial(store: Any, job_id: int, number: int, out_dir: str | Path, *,
     protocol (``autoprune.latency.DEFAULT_PROTOCOL`` by default). When the job's latency
     backend is ONNX Runtime, the ONNX model is the one measured, so ``onnx`` is implied.
     ``progress``: Rich bars on stderr for the fine-tune, the checks and the measurement.
+    ``final``: how the steps past the trial's fidelity train (``None``: on at the search's
+    constant learning rate, logits only).
     """
     from autoprune.latency import DEFAULT_PROTOCOL
     from autoprune.spec import JobSpec
@@ -213,7 +221,7 @@ def export_trial(store: Any, job_id: int, number: int, out_dir: str | Path, *,
             report = _build(spec, trial, staging, out, schedule, stages,
                             onnx=onnx or spec.latency.backend == "onnxruntime",
                             protocol=protocol or DEFAULT_PROTOCOL, progress=progress,
-                            started=started)
+                            started=started, final=final)
         _install(staging, out, replacing)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -293,7 +301,7 @@ def _install(staging: Path, out: Path, replacing: bool) -> None:
 # ---- building ------------------------------------------------------------------------------
 def _build(spec: Any, trial: Any, staging: Path, out: Path, schedule: list[int],
            stages: _Stages, *, onnx: bool, protocol: Any, progress: bool,
-           started: float) -> ExportReport:
+           started: float, final: FinalPhase | None) -> ExportReport:
     from autoprune.compress import count_parameters, finalize, load, save
     from autoprune.data import encode, load_task
     from autoprune.estimate import build_estimator
@@ -303,7 +311,7 @@ def _build(spec: Any, trial: Any, staging: Path, out: Path, schedule: list[int],
     arch = Architecture.from_json(trial.architecture_json)
     estimator = build_estimator(spec, checkpoint_dir=work / "checkpoints", progress=progress)
     finetune = getattr(estimator, "finetune", estimator)  # a proxy wraps the fine-tuner
-    student, replayed = _train(finetune, arch, schedule, int(trial.fidelity), stages)
+    student, replayed = _train(finetune, arch, schedule, int(trial.fidelity), stages, final)
     if estimator.metric_name != finetune.metric_name:  # a proxy scoring a distillation loss
         replayed = None
     teacher = finetune.teacher
@@ -352,7 +360,9 @@ def _build(spec: Any, trial: Any, staging: Path, out: Path, schedule: list[int],
         job=trial.job_id, trial=trial.number, directory=str(out), trial_state=trial.state,
         architecture=arch.to_list(), architecture_summary=arch.summary(),
         architecture_hash=arch.hash, search_steps=int(trial.fidelity), steps=schedule[-1],
-        replayed_steps=schedule, metric_name=metric_name, metric=metrics[metric_name],
+        replayed_steps=schedule,
+        final_phase=asdict(final) if final is not None and schedule[-1] > trial.fidelity else None,
+        metric_name=metric_name, metric=metrics[metric_name],
         metrics=metrics, dev_samples=len(dev), search_metric=float(trial.metric_value),
         search_metric_replayed=replayed, search_eval_samples=len(finetune.shared.dev),
         teacher_metric=teacher.metric, metric_vs_teacher=metrics[metric_name] - teacher.metric,
@@ -379,15 +389,17 @@ def _build(spec: Any, trial: Any, staging: Path, out: Path, schedule: list[int],
 
 
 def _train(finetune: Any, arch: Architecture, schedule: list[int], fidelity: int,
-           stages: _Stages) -> tuple[nn.Module, float | None]:
-    """The student after the last call of ``schedule``, and its metric at ``fidelity``."""
+           stages: _Stages, final: FinalPhase | None) -> tuple[nn.Module, float | None]:
+    """The student after the last call of ``schedule``, and its metric at ``fidelity``
+    (the steps past it train as ``final`` says)."""
     stages.start("fine-tune", schedule[-1])
     checkpoint = None
     replayed = None
     student: nn.Module | None = None
     for steps in schedule:
         student, result = finetune.train(arch, steps, resume_from=checkpoint,
-                                         on_step=stages.update)
+                                         on_step=stages.update,
+                                         final=final if steps > fidelity else None)
         checkpoint = result.checkpoint
         if steps == fidelity:
             replayed = float(result.value)

@@ -15,6 +15,8 @@ from autoprune.estimate import (
     CheapFinetune,
     CheckpointError,
     DiskCache,
+    EstimateResult,
+    FinalPhase,
     FinetuneRecipe,
     NullEstimator,
     ProxyEstimator,
@@ -104,6 +106,56 @@ def test_resuming_a_lower_rung_equals_training_straight_through(tiny: dict) -> N
         estimator.evaluate(DENSE, steps=10, resume_from=low.checkpoint)
     with pytest.raises(CheckpointError, match="past"):
         estimator.evaluate(HALF, steps=2, resume_from=resumed.checkpoint)
+
+
+def test_final_phase_decays_the_rate_to_zero_and_distils_hidden_states(
+    tiny: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recipe = FinetuneRecipe(lr=1e-3, max_seq_len=32, eval_samples=60, hidden_weight=0.0,
+                            warmup_steps=1)
+    estimator = CheapFinetune(tiny["teacher"], tiny["data"], tiny["importance"], recipe,
+                              checkpoint_dir=tiny["root"] / "final", threads=1)
+    low = estimator.evaluate(HALF, steps=4)
+    weights: list[float | None] = []
+    rates: list[float] = []
+    loss = estimator.loss
+
+    def spy(student: torch.nn.Module, step: int, arch: Architecture,
+            hidden_weight: float | None = None) -> torch.Tensor:
+        weights.append(hidden_weight)
+        rates.append(optimizer_rate())
+        return loss(student, step, arch, hidden_weight)
+
+    optimizers: list[torch.optim.Optimizer] = []
+    make = estimator._optimizer
+
+    def keep(student: torch.nn.Module) -> tuple[torch.optim.Optimizer, object]:
+        optimizer, schedule = make(student)
+        optimizers.append(optimizer)
+        return optimizer, schedule
+
+    def optimizer_rate() -> float:
+        return float(optimizers[-1].param_groups[0]["lr"])
+
+    monkeypatch.setattr(estimator, "loss", spy)
+    monkeypatch.setattr(estimator, "_optimizer", keep)
+    _, plain = estimator.train(HALF, 10, resume_from=low.checkpoint)
+    assert weights == [None] * 6 and rates == [pytest.approx(1e-3)] * 6  # the search's rate
+    assert last_rate(plain) == pytest.approx(1e-3)
+    weights.clear()
+    rates.clear()
+    _, final = estimator.train(HALF, 10, resume_from=low.checkpoint,
+                               final=FinalPhase(lr=4e-3, hidden_weight=0.5))
+    assert weights == [0.5] * 6
+    assert rates == pytest.approx([4e-3 * (1 - k / 6) for k in range(6)])  # linear, to 0
+    assert last_rate(final) == pytest.approx(0.0)
+
+
+def last_rate(result: EstimateResult) -> float:
+    """The learning rate a result's checkpoint would resume with."""
+    assert result.checkpoint is not None
+    state = torch.load(result.checkpoint, weights_only=True)
+    return float(state["optimizer"]["param_groups"][0]["lr"])
 
 
 def test_distillation_loss_decreases_on_a_fixed_batch(tiny: dict) -> None:

@@ -181,7 +181,7 @@ def test_export_writes_the_real_compressed_model_and_reports_it(
     assert report.total_bytes == sum(report.files.values())
     assert report.onnx is None
 
-    assert updated.measured_latency_ms == report.stored_latency_ms
+    assert updated.measured_latency_ms == report.stored_latency_ms == on_disk["stored_latency_ms"]
     assert updated.state == trial.state and updated.metric_value == trial.metric_value
     assert [(a.uri, a.trial_number) for a in artifacts] == [(str(out), trial.number)]
     assert artifacts[0].content_hash and artifacts[0].extra["metric"] == report.metric

@@ -5,14 +5,19 @@ from autoprune.estimate.base import Checkpoint, EstimateResult, Estimator, NullE
 from autoprune.estimate.cache import DiskCache, content_key, default_cache_root
 from autoprune.estimate.distill import distillation_loss, layer_map
 from autoprune.estimate.factory import build_estimator
-from autoprune.estimate.finetune import CheapFinetune, CheckpointError, FinetuneRecipe
+from autoprune.estimate.finetune import (
+    CheapFinetune,
+    CheckpointError,
+    FinalPhase,
+    FinetuneRecipe,
+)
 from autoprune.estimate.importance import prepare_importance
 from autoprune.estimate.proxy import ProxyEstimator
 from autoprune.estimate.teacher import Teacher, TeacherRecipe, prepare_teacher
 
 __all__ = [
     "CheapFinetune", "Checkpoint", "CheckpointError", "DiskCache", "EstimateResult",
-    "Estimator", "FinetuneRecipe", "NullEstimator", "ProxyEstimator", "Teacher",
+    "Estimator", "FinalPhase", "FinetuneRecipe", "NullEstimator", "ProxyEstimator", "Teacher",
     "TeacherRecipe", "build_estimator", "content_key", "default_cache_root",
     "distillation_loss", "layer_map", "prepare_importance", "prepare_teacher",
 ]

@@ -83,6 +83,22 @@ class FinetuneRecipe:
         return cls(**values)
 
 
+@dataclass(frozen=True)
+class FinalPhase:
+    """How a kept candidate trains past the search's fidelity (``autoprune export --steps``).
+
+    The search trains at a constant learning rate so that ASHA rungs resume exactly; that is
+    the wrong schedule for the model a user takes home. The final phase restarts the learning
+    rate at ``lr`` and lets it decay linearly to 0 over the extra steps, and adds TinyBERT's
+    hidden-state distillation with weight ``hidden_weight`` (one teacher forward per step, which
+    the search avoids). ``benchmarks/export_recipe.py`` measures it against training on at the
+    search's constant rate.
+    """
+
+    lr: float = 1e-4
+    hidden_weight: float = 1.0
+
+
 class CandidateData:
     """The tokenized training stream and dev subset that every candidate shares."""
 
@@ -166,19 +182,21 @@ class CheapFinetune(Estimator):
         return self.train(arch, steps, resume_from)[1]
 
     def train(self, arch: Architecture, steps: int, resume_from: Checkpoint | None = None, *,
-              on_step: Callable[[int], None] | None = None) -> tuple[nn.Module, EstimateResult]:
+              on_step: Callable[[int], None] | None = None, final: FinalPhase | None = None,
+              ) -> tuple[nn.Module, EstimateResult]:
         """:meth:`evaluate`, also handing back the trained student (``autoprune export``).
 
         The student still holds its sparsity masks and fake quantization, as scored;
         ``compress.finalize`` makes it deployable. ``on_step(step)`` is called after each
-        training step (progress bars).
+        training step (progress bars). ``final``: train the steps after ``resume_from`` as the
+        :class:`FinalPhase` says instead of at the search's constant rate.
         """
         with torch_threads(self.threads):
-            return self._train(arch, steps, resume_from, on_step)
+            return self._train(arch, steps, resume_from, on_step, final)
 
     def _train(self, arch: Architecture, steps: int, resume_from: Checkpoint | None,
-                  on_step: Callable[[int], None] | None = None
-                  ) -> tuple[nn.Module, EstimateResult]:
+               on_step: Callable[[int], None] | None = None, final: FinalPhase | None = None,
+               ) -> tuple[nn.Module, EstimateResult]:
         start = time.perf_counter()
         torch.manual_seed(self.recipe.seed)
         student = self.build(arch)
@@ -186,10 +204,14 @@ class CheapFinetune(Estimator):
         first = 0
         if resume_from is not None:
             first = self._restore(resume_from, arch, steps, student, optimizer, schedule)
+        hidden_weight = None
+        if final is not None:
+            schedule = _linear_decay(optimizer, final.lr, steps - first)
+            hidden_weight = final.hidden_weight
         built = time.perf_counter()
         student.train()
         for step in range(first, steps):
-            loss = self.loss(student, step, arch)
+            loss = self.loss(student, step, arch, hidden_weight)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
             optimizer.step()
@@ -238,6 +260,15 @@ class CheapFinetune(Estimator):
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         return int(state["step"])
+
+
+def _linear_decay(optimizer: torch.optim.Optimizer, lr: float, steps: int) -> Any:
+    """From ``lr`` now to 0 after ``steps`` more optimizer steps (no warm-up: the student is
+    already trained at the search's rate)."""
+    for group in optimizer.param_groups:
+        group["lr"] = group["initial_lr"] = lr
+    total = max(1, steps)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: max(0.0, 1.0 - s / total))
 
 
 def _frozen_names(model: nn.Module) -> set[str]:
