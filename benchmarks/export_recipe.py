@@ -28,6 +28,7 @@ import json
 import os
 import statistics
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -105,10 +106,11 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     by_arch: dict[str, dict[str, float]] = {}
     for item in runs:
         by_arch.setdefault(item["architecture"], {})[item["recipe"]] = item["metric"]
-    gains = [r["final"] - r["constant"] for r in by_arch.values() if len(r) == 2]
-    return {"final_phase": FinalPhase().__dict__, "search_steps": SEARCH_STEPS,
-            "gain_final_over_constant": [round(g, 4) for g in gains],
-            "median_gain": round(statistics.median(gains), 4) if gains else None}
+    gains = {arch: round(r["final"] - r["constant"], 4) for arch, r in by_arch.items()
+             if len(r) == 2}
+    return {"final_phase": asdict(FinalPhase()), "search_steps": SEARCH_STEPS,
+            "gain_final_over_constant": gains,
+            "median_gain": round(statistics.median(gains.values()), 4) if gains else None}
 
 
 def main() -> None:
