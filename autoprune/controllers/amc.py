@@ -189,16 +189,13 @@ class AMCController(Controller):
                 int(round(ratio * self.space.shape.num_heads)) if block.field == "heads" else ratio
             )
         dropped = [i for i, item in enumerate(fields) if item["heads"] == 0 and item["ffn"] == 0]
-        keep_back = self.space.definition.min_layers - (len(fields) - len(dropped))
-        for layer in dropped[len(dropped) - max(0, keep_back):]:
-            fields[layer]["ffn"] = self._min_ffn
-        layers = []
-        for item in fields:
-            if item["ffn"] == 0 and item["heads"] == 0:
-                layers.append(LayerConfig.dropped())
-            else:
-                layers.append(LayerConfig(**{**item, "ffn": item["ffn"] or self._min_ffn}))
-        return Architecture(tuple(layers))
+        short = max(0, self.space.definition.min_layers - (len(fields) - len(dropped)))
+        removed = set(dropped[: len(dropped) - short])  # the last ``short`` come back, thin
+        return Architecture(tuple(
+            LayerConfig.dropped() if index in removed
+            else LayerConfig(**{**item, "ffn": item["ffn"] or self._min_ffn})
+            for index, item in enumerate(fields)
+        ))
 
     def _ratios_of(self, arch: Architecture) -> list[float]:
         """The keep ratio each block has in ``arch`` (a dropped layer keeps nothing)."""

@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 import torch
 from torch import nn
+from transformers import get_linear_schedule_with_warmup
 
 from autoprune.compress import Importance, compress
 from autoprune.data import Batch, TaskData, collate, encode, training_batches
@@ -264,11 +265,11 @@ class CheapFinetune(Estimator):
 
 def _linear_decay(optimizer: torch.optim.Optimizer, lr: float, steps: int) -> Any:
     """From ``lr`` now to 0 after ``steps`` more optimizer steps (no warm-up: the student is
-    already trained at the search's rate)."""
+    already trained at the search's rate). The restored optimizer carries the search's rate as
+    its schedule's base, so the base is reset first."""
     for group in optimizer.param_groups:
         group["lr"] = group["initial_lr"] = lr
-    total = max(1, steps)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: max(0.0, 1.0 - s / total))
+    return get_linear_schedule_with_warmup(optimizer, 0, max(1, steps))
 
 
 def _frozen_names(model: nn.Module) -> set[str]:
