@@ -37,15 +37,10 @@ import numpy as np
 import torch
 from torch import nn
 from transformers import get_linear_schedule_with_warmup
+from transformers.modeling_outputs import SequenceClassifierOutput
 
-from autoprune.data import Encoded, collate, encode, evaluation_batches, load_task, training_batches
-from autoprune.estimate.training import (
-    evaluate,
-    freeze_embeddings,
-    make_optimizer,
-    model_inputs,
-    score,
-)
+from autoprune.data import Encoded, collate, encode, load_task, training_batches
+from autoprune.estimate.training import evaluate, freeze_embeddings, make_optimizer
 from autoprune.models import load_base, load_tokenizer
 from autoprune.spec import TaskSpec
 
@@ -64,7 +59,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
 
 
 class MeanPoolClassifier(nn.Module):
-    """The encoder, a masked mean over tokens, dropout, one linear layer."""
+    """The encoder, a masked mean over tokens, dropout, one linear layer. It answers like a
+    Hugging Face classifier (``.logits``, and ``.loss`` given labels), so the shared training
+    and evaluation code serves both heads."""
 
     def __init__(self, base: nn.Module, num_labels: int) -> None:
         super().__init__()
@@ -73,24 +70,19 @@ class MeanPoolClassifier(nn.Module):
         self.classifier = nn.Linear(base.config.hidden_size, num_labels)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+                token_type_ids: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None) -> SequenceClassifierOutput:
         hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask,
                            token_type_ids=token_type_ids).last_hidden_state
         mask = attention_mask.unsqueeze(-1).float()
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
-        return self.classifier(self.dropout(pooled))
+        logits = self.classifier(self.dropout(pooled))
+        loss = None if labels is None else nn.functional.cross_entropy(logits, labels)
+        return SequenceClassifierOutput(loss=loss, logits=logits)
 
 
-def matthews(model: nn.Module, task: Any, data: Encoded, meanpool: bool) -> float:
-    if not meanpool:
-        return evaluate(model, task, data, 64)["matthews"]
-    model.eval()
-    logits = np.zeros((len(data), task.num_labels), dtype=np.float32)
-    with torch.no_grad():
-        for index in evaluation_batches(data, 64):
-            logits[index] = model(**model_inputs(collate(data, index))).numpy()
-    model.train()
-    return score(task, logits, data.labels)["matthews"]
+def matthews(model: nn.Module, task: Any, data: Encoded) -> float:
+    return evaluate(model, task, data, 64)["matthews"]
 
 
 def run(name: str, seed: int) -> dict[str, Any]:
@@ -108,8 +100,7 @@ def run(name: str, seed: int) -> dict[str, Any]:
         train = train.subset(np.sort(order[cut:]))
     torch.manual_seed(seed)
     base = load_base("minilm-l6", data.task.num_labels)
-    meanpool = bool(variant.get("meanpool"))
-    model = MeanPoolClassifier(base, data.task.num_labels) if meanpool else base
+    model = MeanPoolClassifier(base, data.task.num_labels) if variant.get("meanpool") else base
     if variant.get("reseed"):
         torch.manual_seed(seed)
     freeze_embeddings(model)
@@ -121,20 +112,16 @@ def run(name: str, seed: int) -> dict[str, Any]:
     started = time.time()
     curve: list[dict[str, float]] = []
     for step in range(1, steps + 1):
-        batch = collate(train, next(batches))
-        if meanpool:
-            loss = nn.functional.cross_entropy(model(**model_inputs(batch)), batch["labels"])
-        else:
-            loss = model(**batch).loss
+        loss = model(**collate(train, next(batches))).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
         if step % EVERY == 0 or step == steps:
-            point = {"step": step, "dev": round(matthews(model, data.task, dev, meanpool), 4)}
+            point = {"step": step, "dev": round(matthews(model, data.task, dev), 4)}
             if holdout is not None:
-                point["holdout"] = round(matthews(model, data.task, holdout, meanpool), 4)
+                point["holdout"] = round(matthews(model, data.task, holdout), 4)
             point["seconds"] = round(time.time() - started)
             curve.append(point)
             print(name, point, flush=True)
