@@ -87,6 +87,9 @@ class LatencySpec(_Frozen):
     profile: bool | Literal["auto"] = False
     budget_ms: float | None = Field(default=None, gt=0)
     budget_ratio: float | None = Field(default=None, gt=0, le=1)
+    # Fraction of the budget held back for the latency model's error: the search aims under
+    # budget x (1 - margin), so that what it finds still re-measures within the budget.
+    margin: float = Field(default=0.0, ge=0, lt=0.5)
     batch: PositiveInt = 1
     seq_len: PositiveInt = 128
     backend: Literal["torch", "onnxruntime"] = "torch"

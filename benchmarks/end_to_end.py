@@ -4,7 +4,10 @@ For each (latency budget, space) and seed, on MiniLM + SST-2 (batch 1, sequence 
 the default 2,000-step teacher of the estimation benchmark):
 
 1. **search**: a real job (``evolution``; cheap distilled fine-tunes with ASHA rungs; local
-   executor) under ``budget_ratio`` x the dense latency of this machine's latency model;
+   executor) under ``budget_ratio`` x the dense latency of this machine's latency model, its
+   initial population warm-started with the top ``--warm-start`` models of the uniform sweep,
+   aiming ``--margin`` under the budget (``latency.margin``: room for the latency model's
+   error, so that the exported model re-measures within the budget);
 2. **export** its best feasible trial with a longer fine-tune (``--export-steps``), which
    re-measures its latency (the latency protocol, interleaved with the dense model) and
    re-evaluates accuracy on the whole dev set; the other feasible front members are exported at
@@ -125,8 +128,8 @@ def one_run(store: Store, ratio: float, space: str, seed: int, args: argparse.Na
     tag = f"{space}-{ratio:g}-s{seed}"
     searched = job_spec(f"e2e-search-{tag}", space,
                         {"name": "evolution", "evaluations": args.evaluations, "population": 8,
-                         "seed": seed},
-                        {"budget_ratio": ratio}, args)
+                         "seed": seed, "options": {"warm_start": args.warm_start}},
+                        {"budget_ratio": ratio, "margin": args.margin}, args)
     report_only = args.phase == "report"
     job_id = run_or_reuse(store, searched, report_only)
     if args.phase == "search":
@@ -192,6 +195,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100, help="cheap estimate steps (rungs: /4, x1)")
     parser.add_argument("--eval-samples", type=int, default=None)
     parser.add_argument("--export-steps", type=int, default=1000)
+    parser.add_argument("--warm-start", type=int, default=4,
+                        help="initial-population members taken from the top of the uniform sweep")
+    parser.add_argument("--margin", type=float, default=0.03,
+                        help="latency.margin of the searches (fraction of the budget held back)")
     parser.add_argument("--uniform-evaluations", type=int, default=4)
     parser.add_argument("--front", type=int, default=None,
                         help="at most this many feasible front members exported per run (default: all)")

@@ -13,7 +13,10 @@ from autoprune.controllers import (
     group_batches,
 )
 from autoprune.controllers.testing import SyntheticProblem, drive, make, small_space
-from autoprune.controllers.uniform import coarse_to_fine
+import warnings
+
+from autoprune.controllers.base import ResumeDivergedWarning
+from autoprune.controllers.uniform import coarse_to_fine, uniform_grid
 from autoprune.errors import SpecError
 from autoprune.objectives import Objective
 from autoprune.space import Architecture
@@ -204,6 +207,35 @@ def test_evolution_keeps_its_elites_and_respects_the_budget(problem: SyntheticPr
     assert all(r.state == "complete" for r in history)  # children are regenerated until feasible
     best = max(history, key=lambda r: r.metric or 0.0)
     assert best.architecture in [arch for _, _, arch in controller.population()]
+
+
+@pytest.mark.parametrize("name", ["evolution", "swiftpruner"])
+def test_warm_start_begins_from_the_top_of_the_uniform_sweep(
+    name: str, problem: SyntheticProblem
+) -> None:
+    objective = problem.objective(budget_ratio=0.5)
+    controller = make(name, problem.space, objective, latency_fn=problem.latency, warm_start=3)
+    sweep = uniform_grid(controller)
+    first = controller.ask(2) + controller.ask(2)
+    assert first[:3] == sweep[:3]
+    assert all(problem.latency(a) <= objective.budget_ms for a in first)
+    # The rest of the initial population is random (not the sweep's next member), and
+    # without a warm start the first proposal is random too.
+    assert first[3] != sweep[3]
+    cold = make(name, problem.space, objective, latency_fn=problem.latency)
+    assert cold.ask(1)[0] not in sweep[:3]
+
+
+def test_warm_started_evolution_resumes_exactly(problem: SyntheticProblem) -> None:
+    objective = problem.objective(budget_ratio=0.5)
+    original = make("evolution", problem.space, objective, seed=3, latency_fn=problem.latency,
+                    warm_start=2)
+    history = drive(original, problem, evaluations=10, batch=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResumeDivergedWarning)
+        rebuilt = type(original).rebuild(problem.space, objective, 3, history,
+                                         latency_fn=problem.latency, population=4, warm_start=2)
+    assert rebuilt.ask(3) == original.ask(3)
 
 
 def test_swiftpruner_policy_is_trained(problem: SyntheticProblem) -> None:

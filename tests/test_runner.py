@@ -134,6 +134,17 @@ def test_a_job_spends_its_budget_and_records_everything(store: Store, job_spec) 
     assert [t.number for t in trials] == list(range(len(trials)))
 
 
+def test_a_margin_searches_under_the_budget_and_records_the_budget(store: Store, job_spec) -> None:
+    spec = job_spec(latency={"margin": 0.2})
+    session = run(store, spec, ScriptedEstimator())
+    budget = session.prepared.budget_ms
+    assert session.prepared.objective.budget_ms == pytest.approx(0.8 * budget)
+    trials = store.trials(session.job_id)
+    assert {t.extra["budget_ms"] for t in trials} == {round(budget, 4)}  # what pareto checks
+    evaluated = [t for t in trials if not t.extra.get("infeasible")]
+    assert evaluated and all(t.predicted_latency_ms <= 0.8 * budget for t in evaluated)
+
+
 def test_failing_and_nan_candidates_become_failed_trials(store: Store, job_spec) -> None:
     spec = job_spec()
     probe = run(store, spec, ScriptedEstimator())

@@ -68,6 +68,7 @@ _DELETE = object()
         ("task.data_dir", "no/such/dir", "task.data_dir: no such path"),
         ("latency.budget_ratio", 1.5, "latency.budget_ratio: must be <= 1"),
         ("latency.budget_ms", 3.0, "latency: give exactly one of budget_ms, budget_ratio"),
+        ("latency.margin", 0.5, "latency.margin: must be < 0.5"),
         ("latency.backend", "tensorrt", "latency.backend"),
         ("objective.kind", "fastest", "objective.kind"),
         ("objective.w", 0.5, "objective.w: must be <= 0"),

@@ -45,39 +45,9 @@ class UniformController(Controller):
             raise SpecError("controller uniform: needs a latency predictor or objective.dense_ms")
         self._grid: list[Architecture] | None = None  # built on first ask (it costs predictions)
 
-    def _build_grid(self) -> list[Architecture]:
-        space = self.space
-        names = [name for name in FIELDS if name != "keep"]
-        kept_choices = [space.choices(name) for name in names]
-        can_drop = False in space.choices("keep")
-        depths = (
-            range(space.definition.min_layers, space.num_layers + 1)
-            if (self.options.depths and can_drop)
-            else [space.num_layers]
-        )
-        if True not in space.choices("keep"):
-            return []
-        grid: dict[Architecture, float] = {}
-        for values in itertools.product(*kept_choices):
-            fields: dict[str, Any] = dict(zip(names, values, strict=True))
-            if fields["pattern"] == "unstructured" and fields["sparsity"] == 0.0:
-                continue  # the same model as dense
-            layer = LayerConfig(keep=True, **fields)
-            for depth in depths:
-                layers = [layer] * depth + [LayerConfig.dropped()] * (space.num_layers - depth)
-                arch = Architecture(tuple(layers))
-                if arch in grid or not space.contains(arch):
-                    continue
-                latency = self.latency(arch)
-                if self.objective.feasible(latency):
-                    grid[arch] = latency
-        # Closest to the budget first; ties broken by the stable JSON so the order is total.
-        ordered = sorted(grid, key=lambda a: (-grid[a], a.to_json()))
-        return coarse_to_fine(ordered) if self.objective.kind == "pareto" else ordered
-
     def _ask(self, n: int) -> list[Architecture]:
         if self._grid is None:
-            self._grid = self._build_grid()
+            self._grid = uniform_grid(self, depths=self.options.depths)
         batch: list[Architecture] = []
         while len(batch) < n and self._grid:
             arch = self._grid.pop(0)
@@ -86,6 +56,42 @@ class UniformController(Controller):
         while len(batch) < n:
             batch.append(self.sample_new(batch))
         return batch
+
+
+def uniform_grid(controller: Controller, depths: bool = True) -> list[Architecture]:
+    """The uniform architectures of ``controller``'s space predicted within its budget, in sweep
+    order: closest under the budget first (coarse to fine under a ``pareto`` objective).
+
+    Shared with the population controllers, whose ``warm_start`` begins from the top of it.
+    """
+    space = controller.space
+    names = [name for name in FIELDS if name != "keep"]
+    kept_choices = [space.choices(name) for name in names]
+    can_drop = False in space.choices("keep")
+    depth_range = (
+        range(space.definition.min_layers, space.num_layers + 1)
+        if (depths and can_drop)
+        else [space.num_layers]
+    )
+    if True not in space.choices("keep"):
+        return []
+    grid: dict[Architecture, float] = {}
+    for values in itertools.product(*kept_choices):
+        fields: dict[str, Any] = dict(zip(names, values, strict=True))
+        if fields["pattern"] == "unstructured" and fields["sparsity"] == 0.0:
+            continue  # the same model as dense
+        layer = LayerConfig(keep=True, **fields)
+        for depth in depth_range:
+            layers = [layer] * depth + [LayerConfig.dropped()] * (space.num_layers - depth)
+            arch = Architecture(tuple(layers))
+            if arch in grid or not space.contains(arch):
+                continue
+            latency = controller.latency(arch)
+            if controller.objective.feasible(latency):
+                grid[arch] = latency
+    # Closest to the budget first; ties broken by the stable JSON so the order is total.
+    ordered = sorted(grid, key=lambda a: (-grid[a], a.to_json()))
+    return coarse_to_fine(ordered) if controller.objective.kind == "pareto" else ordered
 
 
 def coarse_to_fine(items: Sequence[T]) -> list[T]:

@@ -91,6 +91,7 @@ class Prepared:
     latency_model: Any
     metric_name: str
     estimator_factory: Callable[[], Any]
+    budget_ms: float  # the user's budget; the objective's is smaller by the spec's margin
     skip_infeasible: bool = True
     _estimator: Any = field(default=None, repr=False)
 
@@ -102,10 +103,6 @@ class Prepared:
     def work_dir(self) -> str:
         """Per-spec scratch space (Ray Tune's experiment files)."""
         return str(autoprune_home() / "work" / self.spec_hash)
-
-    @property
-    def budget_ms(self) -> float:
-        return self.objective.budget_ms
 
     def predict_latency(self, architecture: Architecture) -> float:
         return float(self.latency_model.predict(architecture))
@@ -141,9 +138,9 @@ def prepare(spec: JobSpec, *, store: Any = None, quiet: bool = False,
     space = SearchSpace.load(spec.space, shape)
     model = latency_model or load_or_profile_latency_model(spec, store=store, quiet=quiet)
     dense_ms = float(model.dense_ms)
-    budget = spec.latency.budget_ms or spec.latency.budget_ratio * dense_ms  # type: ignore[operator]
-    objective = Objective(kind=spec.objective.kind, budget_ms=float(budget), w=spec.objective.w,
-                          dense_ms=dense_ms)
+    budget = float(spec.latency.budget_ms or spec.latency.budget_ratio * dense_ms)  # type: ignore[operator]
+    objective = Objective(kind=spec.objective.kind, budget_ms=budget * (1.0 - spec.latency.margin),
+                          w=spec.objective.w, dense_ms=dense_ms)
     cls = get_controller(spec.controller.name)
     controller = cls(space, objective, seed=spec.controller.seed, latency_fn=model.predict,
                      **controller_options(cls, spec))
@@ -156,7 +153,7 @@ def prepare(spec: JobSpec, *, store: Any = None, quiet: bool = False,
     prepared = Prepared(
         spec=spec, space=space, objective=objective, controller=controller,
         latency_model=model, metric_name=task.task.main_metric,
-        estimator_factory=estimator_factory, skip_infeasible=objective.hard,
+        estimator_factory=estimator_factory, budget_ms=budget, skip_infeasible=objective.hard,
     )
     Path(prepared.work_dir).mkdir(parents=True, exist_ok=True)
     return prepared
