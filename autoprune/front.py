@@ -61,8 +61,10 @@ def by_latency(row: FrontRow) -> tuple[float, float, int]:
     return (row.latency_ms, -row.metric, row.number)
 
 
-def trial_latency(trial: Any) -> float | None:
-    return trial.measured_latency_ms if trial.measured_latency_ms is not None else trial.predicted_latency_ms
+def trial_latency(trial: Any, measured: bool = True) -> float | None:
+    if measured and trial.measured_latency_ms is not None:
+        return trial.measured_latency_ms
+    return trial.predicted_latency_ms
 
 
 def architecture_summary(architecture_json: str) -> str:
@@ -78,15 +80,19 @@ def is_infeasible(trial: Any) -> bool:
     return bool((trial.extra or {}).get("infeasible"))
 
 
-def front_rows(trials: Sequence[Any], budget_ms: float | None) -> list[FrontRow]:
-    """Every trial with a metric and a latency, marked feasible and on-front, by latency."""
-    usable = [t for t in trials if t.metric_value is not None and trial_latency(t) is not None
-              and t.state in ("complete", "pruned")]
-    points = [(-t.metric_value, trial_latency(t)) for t in usable]
+def front_rows(trials: Sequence[Any], budget_ms: float | None, measured: bool = True) -> list[FrontRow]:
+    """Every trial with a metric and a latency, marked feasible and on-front, by latency.
+
+    ``measured=False`` ranks the trials as the search saw them, by predicted latency: an export
+    records a measured latency on its trial, which would otherwise move it on or off the front.
+    """
+    usable = [t for t in trials if t.metric_value is not None
+              and trial_latency(t, measured) is not None and t.state in ("complete", "pruned")]
+    points = [(-t.metric_value, trial_latency(t, measured)) for t in usable]
     front = set(pareto_front(points)) if points else set()
     rows = []
     for index, trial in enumerate(usable):
-        latency = float(trial_latency(trial))
+        latency = float(trial_latency(trial, measured))  # type: ignore[arg-type]
         rows.append(FrontRow(
             number=trial.number, state=trial.state, metric_name=trial.metric_name,
             metric=float(trial.metric_value), latency_ms=latency,

@@ -41,7 +41,6 @@ import os
 import statistics
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -112,12 +111,6 @@ def export_or_reuse(store: Store, job_id: int, number: int, out: Path, steps: in
     return json.loads(report_file.read_text())
 
 
-def as_predicted(trials: list[Any]) -> list[Any]:
-    """The trials as the search saw them: exporting records a measured latency on a trial, which
-    would otherwise move it on or off the front and change which trial counts as the best."""
-    return [replace(t, measured_latency_ms=None) for t in trials]
-
-
 def on_profile_scale(report: dict[str, Any]) -> float:
     """The re-measured latency on the latency model's scale (what budgets and predictions use),
     as ``report.json`` records it for the trial's row."""
@@ -136,7 +129,7 @@ def one_run(store: Store, ratio: float, space: str, seed: int, args: argparse.Na
         return {}
     trials = store.trials(job_id)
     budget = job_budget_ms(store.get_job(job_id), trials)
-    rows = front_rows(as_predicted(trials), budget)
+    rows = front_rows(trials, budget, measured=False)
     best = best_feasible(rows)
     if best is None:
         raise SystemExit(f"{tag}: no feasible trial")
@@ -156,7 +149,7 @@ def one_run(store: Store, ratio: float, space: str, seed: int, args: argparse.Na
                        {"name": "uniform", "evaluations": args.uniform_evaluations, "seed": seed},
                        {"budget_ms": measured_ms}, args)
     uniform_id = run_or_reuse(store, uniform, report_only)
-    uniform_rows = front_rows(as_predicted(store.trials(uniform_id)), measured_ms)
+    uniform_rows = front_rows(store.trials(uniform_id), measured_ms, measured=False)
     uniform_best = best_feasible(uniform_rows)
     uniform_report = None
     if uniform_best is not None:

@@ -125,6 +125,15 @@ def test_rows_use_the_measured_latency_and_skip_trials_without_a_metric(db: str)
     assert report.latency_label == "latency (ms, batch 1, seq 128)"
 
 
+def test_rows_as_the_search_saw_them_ignore_measurements(db: str) -> None:
+    job_id = make_job(db)
+    with Store(db) as store:
+        rows = front_rows(store.trials(job_id), 10.0, measured=False)
+    by_number = {row.number: row for row in rows}
+    assert by_number[1].latency_ms == 9.0 and by_number[1].measured_latency_ms == 8.5
+    assert all(row.latency_ms == row.predicted_latency_ms for row in rows)
+
+
 def test_closest_to_budget_are_the_fastest(db: str) -> None:
     job_id = make_job(db)
     with Store(db) as store:
