@@ -399,7 +399,8 @@ def _train(finetune: Any, arch: Architecture, schedule: list[int], fidelity: int
     for steps in schedule:
         student, result = finetune.train(arch, steps, resume_from=checkpoint,
                                          on_step=stages.update,
-                                         final=final if steps > fidelity else None)
+                                         final=final if steps > fidelity else None,
+                                         score=steps == fidelity)
         checkpoint = result.checkpoint
         if steps == fidelity:
             replayed = float(result.value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -149,6 +150,19 @@ def test_final_phase_decays_the_rate_to_zero_and_distils_hidden_states(
     assert weights == [0.5] * 6
     assert rates == pytest.approx([4e-3 * (1 - k / 6) for k in range(6)])  # linear, to 0
     assert last_rate(final) == pytest.approx(0.0)
+    # Named apart from the search's checkpoint of the same step, which it must not overwrite.
+    assert final.checkpoint != plain.checkpoint and last_rate(plain) == pytest.approx(1e-3)
+
+
+def test_a_stage_trained_only_for_its_checkpoint_skips_the_dev_set(tiny: dict) -> None:
+    recipe = FinetuneRecipe(lr=1e-3, max_seq_len=32, eval_samples=60)
+    estimator = CheapFinetune(tiny["teacher"], tiny["data"], tiny["importance"], recipe,
+                              checkpoint_dir=tiny["root"] / "unscored", threads=1)
+    _, unscored = estimator.train(HALF, 4, score=False)
+    assert math.isnan(unscored.value) and unscored.details["eval_samples"] == 0
+    assert unscored.checkpoint is not None
+    resumed = estimator.evaluate(HALF, 6, resume_from=unscored.checkpoint)
+    assert 0.0 <= resumed.value <= 1.0
 
 
 def last_rate(result: EstimateResult) -> float:

@@ -1,7 +1,8 @@
 """The hand-crafted baseline of the pruning papers: the same compression in every layer.
 
 The grid holds every architecture whose kept layers all share one layer configuration (one
-choice of heads, FFN fraction, sparsity, pattern and bits), for every depth from the space's
+choice of heads, FFN fraction, sparsity, pattern and bits; never zero heads, which leaves no
+attention in the model), for every depth from the space's
 ``min_layers`` to all layers (the dropped layers are the top ones, as in layer-dropping
 baselines). The sweep walks that grid from the predicted latency closest under the budget
 downwards, so the first proposals are the uniform models that use the budget best; candidates
@@ -80,6 +81,8 @@ def uniform_grid(controller: Controller, depths: bool = True) -> list[Architectu
         fields: dict[str, Any] = dict(zip(names, values, strict=True))
         if fields["pattern"] == "unstructured" and fields["sparsity"] == 0.0:
             continue  # the same model as dense
+        if fields["heads"] == 0:
+            continue  # no attention anywhere: no token sees another, every input scores alike
         layer = LayerConfig(keep=True, **fields)
         for depth in depth_range:
             layers = [layer] * depth + [LayerConfig.dropped()] * (space.num_layers - depth)

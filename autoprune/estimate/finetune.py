@@ -15,6 +15,7 @@ Two choices make estimates comparable and resumable:
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable
@@ -184,20 +185,22 @@ class CheapFinetune(Estimator):
 
     def train(self, arch: Architecture, steps: int, resume_from: Checkpoint | None = None, *,
               on_step: Callable[[int], None] | None = None, final: FinalPhase | None = None,
-              ) -> tuple[nn.Module, EstimateResult]:
+              score: bool = True) -> tuple[nn.Module, EstimateResult]:
         """:meth:`evaluate`, also handing back the trained student (``autoprune export``).
 
         The student still holds its sparsity masks and fake quantization, as scored;
         ``compress.finalize`` makes it deployable. ``on_step(step)`` is called after each
         training step (progress bars). ``final``: train the steps after ``resume_from`` as the
-        :class:`FinalPhase` says instead of at the search's constant rate.
+        :class:`FinalPhase` says instead of at the search's constant rate (its checkpoint is
+        named apart, so that no search resumes from it). ``score=False`` skips the dev set (the
+        metric is NaN): for a stage whose only use is its checkpoint.
         """
         with torch_threads(self.threads):
-            return self._train(arch, steps, resume_from, on_step, final)
+            return self._train(arch, steps, resume_from, on_step, final, score)
 
     def _train(self, arch: Architecture, steps: int, resume_from: Checkpoint | None,
                on_step: Callable[[int], None] | None = None, final: FinalPhase | None = None,
-               ) -> tuple[nn.Module, EstimateResult]:
+               score: bool = True) -> tuple[nn.Module, EstimateResult]:
         start = time.perf_counter()
         torch.manual_seed(self.recipe.seed)
         student = self.build(arch)
@@ -221,23 +224,25 @@ class CheapFinetune(Estimator):
             if on_step is not None:
                 on_step(step + 1)
         trained = time.perf_counter()
-        metrics = evaluate(student, self.task, self.shared.dev, self.recipe.eval_batch_size)
+        metrics = (evaluate(student, self.task, self.shared.dev, self.recipe.eval_batch_size)
+                   if score else {self.metric_name: math.nan})
         scored = time.perf_counter()
-        checkpoint = self._save(arch, steps, student, optimizer, schedule) if steps > 0 else None
+        checkpoint = (self._save(arch, steps, student, optimizer, schedule, final is not None)
+                      if steps > 0 else None)
         details = {"build_s": built - start, "train_s": trained - built, "eval_s": scored - trained,
-                   "steps_run": float(steps - first), "eval_samples": float(len(self.shared.dev)),
-                   **metrics}
+                   "steps_run": float(steps - first),
+                   "eval_samples": float(len(self.shared.dev)) if score else 0.0, **metrics}
         return student, EstimateResult(self.metric_name, metrics[self.metric_name], steps,
                                        time.perf_counter() - start,
                                        steps * self.recipe.batch_size, checkpoint, details)
 
     # ---- checkpoints --------------------------------------------------------------------
     def _save(self, arch: Architecture, steps: int, student: nn.Module,
-              optimizer: torch.optim.Optimizer, schedule: Any) -> Path | None:
+              optimizer: torch.optim.Optimizer, schedule: Any, final: bool = False) -> Path | None:
         if self.checkpoint_dir is None:
             return None
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        path = self.checkpoint_dir / f"{arch.hash}-{steps}.pt"
+        path = self.checkpoint_dir / f"{arch.hash}-{steps}{'-final' if final else ''}.pt"
         # Frozen parameters (the embeddings) equal the teacher's: rebuilt, not stored.
         frozen = _frozen_names(student)
         model_state = {k: v for k, v in student.state_dict().items() if k not in frozen}
