@@ -59,6 +59,7 @@ GLUE = Path(os.environ.get("AUTOPRUNE_SHARED", REPO.parent / "shared")) / "data"
 RESULTS = REPO / "benchmarks" / "results" / "end_to_end.json"
 LATENCY_MODEL = REPO / "latency_models" / "this-cpu-torch-b1-s128.json"
 OWNER = "end-to-end-benchmark"
+DEFAULT_EXPORT_STEPS = 1000
 EXPORTS = autoprune_home() / "benchmarks" / "end_to_end"
 
 
@@ -133,7 +134,9 @@ def one_run(store: Store, ratio: float, space: str, seed: int, args: argparse.Na
     best = best_feasible(rows)
     if best is None:
         raise SystemExit(f"{tag}: no feasible trial")
-    exports = EXPORTS / tag
+    # Exports with another number of steps live beside the default ones (the jobs are shared).
+    exports = EXPORTS / tag / ("" if args.export_steps == DEFAULT_EXPORT_STEPS
+                               else f"steps-{args.export_steps}")
     report = export_or_reuse(store, job_id, best.number, exports / f"best-{best.number}",
                              args.export_steps, report_only)
     front = [row for row in rows if row.on_front and row.feasible and row.state == "complete"]
@@ -187,7 +190,7 @@ def main() -> None:
     parser.add_argument("--evaluations", type=int, default=16)
     parser.add_argument("--steps", type=int, default=100, help="cheap estimate steps (rungs: /4, x1)")
     parser.add_argument("--eval-samples", type=int, default=None)
-    parser.add_argument("--export-steps", type=int, default=1000)
+    parser.add_argument("--export-steps", type=int, default=DEFAULT_EXPORT_STEPS)
     parser.add_argument("--warm-start", type=int, default=4,
                         help="initial-population members taken from the top of the uniform sweep")
     parser.add_argument("--margin", type=float, default=0.03,
@@ -195,6 +198,7 @@ def main() -> None:
     parser.add_argument("--uniform-evaluations", type=int, default=4)
     parser.add_argument("--front", type=int, default=None,
                         help="at most this many feasible front members exported per run (default: all)")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="where the JSON goes")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of the fine-tunes")
     parser.add_argument("--phase", choices=["search", "export", "all", "report"], default="all",
                         help="report: write the results of the runs done so far, run nothing")
@@ -224,7 +228,7 @@ def main() -> None:
         "missing_runs": missing,
         "front_within_budget_share": round(sum(m["within_budget"] for m in fronts) / len(fronts), 4),
         "searched_minus_uniform_median": round(statistics.median(gains), 4) if gains else None,
-        "settings": {k: v for k, v in vars(args).items() if k not in ("phase", "threads")},
+        "settings": {k: v for k, v in vars(args).items() if k not in ("phase", "threads", "results")},
         "seconds": round(time.perf_counter() - started, 1),
     }
     by_ratio = {ratio: [r for r in runs if r["budget_ratio"] == ratio] for ratio, _ in budgets}
@@ -236,8 +240,8 @@ def main() -> None:
         "front_within_budget_share_min_0.95": result["front_within_budget_share"] >= 0.95,
         "beats_uniform_by_1_point_median": bool(gains) and statistics.median(gains) >= 0.01,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
 
