@@ -182,11 +182,52 @@ def one_run(store: Store, ratio: float, space: str, seed: int, args: argparse.Na
         "uniform_metric_at_matched_latency": uniform_report and uniform_report["metric"],
         "searched_minus_uniform": uniform_report and round(
             report["metric"] - uniform_report["metric"], 4),
-        "front": [{"trial": r["trial"], "measured_latency_ms": on_profile_scale(r),
+        "front": [{"trial": r["trial"], "measured_latency_ms": on_profile_scale(r), "metric": r["metric"],
                    "predicted_latency_ms": r["predicted_latency_ms"],
                    "within_budget": on_profile_scale(r) <= budget} for r in front_reports],
         "export_steps": args.export_steps,
     }
+
+
+def plot_runs(runs: list[dict[str, Any]], path: Path) -> None:
+    """One panel per budget: dev accuracy against re-measured latency (x dense) of the searched
+    models, the other exported front members and the uniform baselines, with the budget and the
+    accuracy targets drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ratios = sorted({run["budget_ratio"] for run in runs}, reverse=True)
+    fig, axes = plt.subplots(1, len(ratios), figsize=(6 * len(ratios), 4.5), squeeze=False)
+    for ax, ratio in zip(axes[0], ratios, strict=True):
+        group = [run for run in runs if run["budget_ratio"] == ratio]
+        teacher = group[0]["teacher_metric"]
+        tolerance = 0.01 if ratio >= 0.5 else 0.02
+        ax.axhline(teacher, color="black", lw=1, label=f"teacher {teacher:.4f}")
+        ax.axhline(teacher - tolerance, color="black", lw=1, ls=":",
+                   label=f"target: teacher − {tolerance * 100:g} point{'s' if tolerance > 0.01 else ''}")
+        ax.axvline(ratio, color="tab:red", lw=1, ls="--", label=f"budget {ratio:g}× dense")
+        for index, run in enumerate(group):
+            scale = run["measured_latency_ms"] / run["measured_ratio"]  # dense on the profile's scale
+            others = [m for m in run["front"] if m["trial"] != run["trial"]]
+            ax.scatter([m["measured_latency_ms"] / scale for m in others], [m["metric"] for m in others],
+                       marker=".", color="tab:gray", label="other front members (search fidelity)"
+                       if index == 0 else None)
+            ax.scatter(run["measured_ratio"], run["metric"], marker="o", s=50, color="tab:blue",
+                       label="searched, exported" if index == 0 else None)
+            if run["uniform_metric_at_matched_latency"] is not None:
+                ax.scatter(run["uniform_measured_latency_ms"] / scale, run["uniform_metric_at_matched_latency"],
+                           marker="s", s=40, facecolors="none", edgecolors="tab:orange",
+                           label="uniform baseline, exported" if index == 0 else None)
+        ax.set_title(f"{ratio:g}× budget ({group[0]['space']}), {len(group)} seeds")
+        ax.set_xlabel("re-measured latency / dense (batch 1, seq 128)")
+        ax.set_ylabel("SST-2 dev accuracy")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def main() -> None:
@@ -249,6 +290,8 @@ def main() -> None:
     }
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(result, indent=2) + "\n")
+    if runs:
+        plot_runs(runs, args.results.with_suffix(".png"))
     print(json.dumps(result, indent=2))
 
 
