@@ -226,6 +226,14 @@ def test_warm_start_begins_from_the_top_of_the_uniform_sweep(
     assert cold.ask(1)[0] not in sweep[:3]
 
 
+def test_the_uniform_sweep_never_removes_all_attention(problem: SyntheticProblem) -> None:
+    controller = make("uniform", problem.space, problem.objective(budget_ratio=1.0),
+                      latency_fn=problem.latency)
+    sweep = uniform_grid(controller)
+    assert sweep and all(layer.heads > 0 for arch in sweep for layer in arch if layer.keep)
+    assert {layer.ffn for arch in sweep for layer in arch if layer.keep} == {0.25, 0.5, 0.75, 1.0}
+
+
 def test_warm_started_evolution_resumes_exactly(problem: SyntheticProblem) -> None:
     objective = problem.objective(budget_ratio=0.5)
     original = make("evolution", problem.space, objective, seed=3, latency_fn=problem.latency,
