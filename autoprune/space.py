@@ -148,13 +148,44 @@ class Architecture:
             raise SpaceError("architecture JSON: expected a list of layers")
         return cls.from_list(data)
 
+    @classmethod
+    def from_summary(cls, text: str) -> Architecture:
+        """The inverse of :meth:`summary`: ``"h4/f0.4/b8 h6/f0.5/2:4 -"`` back into layers."""
+        layers = []
+        for token in text.split():
+            if token == "-":
+                layers.append(LayerConfig.dropped())
+                continue
+            fields: dict[str, Any] = {}
+            for part in token.split("/"):
+                try:
+                    if ":" in part:
+                        fields["pattern"] = part
+                    elif part[:1] == "h":
+                        fields["heads"] = int(part[1:])
+                    elif part[:1] == "f":
+                        fields["ffn"] = float(part[1:])
+                    elif part[:1] == "s":
+                        fields.update(sparsity=float(part[1:]), pattern="unstructured")
+                    elif part[:1] == "b":
+                        fields["bits"] = int(part[1:])
+                    else:
+                        raise ValueError(part)
+                except ValueError:
+                    raise SpaceError(f"architecture {text!r}: cannot read {part!r} of layer "
+                                     f"{len(layers)}") from None
+            layers.append(LayerConfig(**fields))
+        if not layers:
+            raise SpaceError("architecture: empty summary")
+        return cls(tuple(layers))
+
     @property
     def hash(self) -> str:
         """A short content hash (12 hex digits) of the stable JSON."""
         return hashlib.sha256(self.to_json().encode()).hexdigest()[:12]
 
     def summary(self) -> str:
-        """A compact human-readable form, one token per layer: ``h6/f0.5/s0.5u/b8``."""
+        """A compact human-readable form, one token per layer: ``h6/f0.5/s0.5/b8``."""
         parts = []
         for layer in self.layers:
             if not layer.keep:

@@ -45,7 +45,7 @@ from autoprune.estimate import (
     prepare_importance,
     prepare_teacher,
 )
-from autoprune.space import Architecture, LayerConfig
+from autoprune.space import Architecture
 from autoprune.spec import EstimateSpec, TaskSpec
 
 REPO = Path(__file__).resolve().parent.parent
@@ -59,19 +59,6 @@ ARCHITECTURES = [
     "h4/f0.5 h4/f0.5 h4/f0.5 h4/f0.5 h4/f0.5 h4/f0.5",  # uniform, all layers, under 0.5x
 ]
 RECIPES: dict[str, FinalPhase | None] = {"constant": None, "final": FinalPhase()}
-
-
-def parse(summary: str) -> Architecture:
-    """An ``Architecture.summary()`` string back into the architecture (fp32, dense)."""
-    layers = []
-    for token in summary.split():
-        if token == "-":
-            layers.append(LayerConfig.dropped())
-            continue
-        fields = {part[0]: part[1:] for part in token.split("/")}
-        layers.append(LayerConfig(keep=True, heads=int(fields["h"]), ffn=float(fields["f"]),
-                                  bits=int(fields.get("b", 32))))
-    return Architecture(tuple(layers))
 
 
 def run(index: int, recipe: str, steps: int, threads: int) -> dict[str, Any]:
@@ -88,7 +75,7 @@ def run(index: int, recipe: str, steps: int, threads: int) -> dict[str, Any]:
                              FinetuneRecipe.from_spec(estimate, task),  # whole dev set
                              checkpoint_dir=cache.root / "export-recipe" / recipe,
                              threads=threads)
-    arch = parse(ARCHITECTURES[index])
+    arch = Architecture.from_summary(ARCHITECTURES[index])
     started = time.perf_counter()
     _, searched = finetune.train(arch, SEARCH_STEPS)
     _, exported = finetune.train(arch, steps, resume_from=searched.checkpoint,

@@ -77,6 +77,52 @@ def test_second_call_is_a_cache_hit(tiny: dict) -> None:
     assert len(list((tiny["cache"].root / "importance").glob("*/importance.safetensors"))) == 1
 
 
+def test_weight_averaging_keeps_the_mean_of_the_late_weights(tiny: dict) -> None:
+    from dataclasses import replace
+
+    from autoprune.data import encode
+    from autoprune.estimate.teacher import fine_tune
+    from autoprune.models import load_base, load_tokenizer
+
+    recipe = replace(tiny["recipe"], average_from=0.5)
+    train = encode(tiny["data"].train, load_tokenizer(str(tiny["model"])), recipe.max_seq_len)
+    seen: list[dict[str, torch.Tensor]] = []
+    averaged_seen: list[int] = []
+
+    def on_step(step: int, model: torch.nn.Module, averaged: torch.nn.Module | None) -> None:
+        seen.append({k: v.detach().clone() for k, v in model.named_parameters()})
+        averaged_seen.append(step if averaged is not None else 0)
+
+    model = load_base(str(tiny["model"]), 2)
+    fine_tune(model, train, recipe, 10, seed=0, progress=False, on_step=on_step)
+    # Steps 6..10 (the second half) are averaged; the running mean exists from step 6 on.
+    assert averaged_seen == [0] * 5 + [6, 7, 8, 9, 10]
+    for name, value in model.named_parameters():
+        expected = torch.stack([weights[name] for weights in seen[5:]]).mean(0)
+        torch.testing.assert_close(value.detach(), expected, rtol=1e-5, atol=1e-6)
+    assert not torch.equal(dict(model.named_parameters())["classifier.weight"],
+                           seen[-1]["classifier.weight"])  # not just the last step
+    assert not model.training
+
+
+def test_average_from_enters_the_teacher_key_only_when_set(tiny: dict) -> None:
+    from dataclasses import asdict, replace
+
+    from autoprune.estimate.cache import content_key
+    from autoprune.estimate.teacher import teacher_key
+
+    recipe, data = tiny["recipe"], tiny["data"]
+    v1_fields = {k: v for k, v in asdict(recipe).items() if k != "average_from"}
+    # Teachers cached before the field existed keep their keys.
+    assert teacher_key("m", data, recipe, 0) == content_key(
+        {"kind": "teacher", "model": "m", "data": data.fingerprint(), "recipe": v1_fields,
+         "seed": 0, "version": 1})
+    assert teacher_key("m", data, replace(recipe, average_from=0.5), 0) != teacher_key(
+        "m", data, recipe, 0)
+    with pytest.raises(ValueError, match="average_from"):
+        TeacherRecipe(average_from=1.0)
+
+
 def test_cheap_finetune_end_to_end(tiny: dict) -> None:
     recipe = FinetuneRecipe(lr=1e-3, max_seq_len=32, eval_samples=60, hidden_weight=1.0)
     estimator = CheapFinetune(tiny["teacher"], tiny["data"], tiny["importance"], recipe,

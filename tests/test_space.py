@@ -44,6 +44,13 @@ def test_decode_encode_round_trip(name: str, data) -> None:
     again = Architecture.from_json(arch.to_json())
     assert again == arch and hash(again) == hash(arch) and again.hash == arch.hash
     assert len(arch.hash) == 12
+    assert Architecture.from_summary(arch.summary()) == arch
+
+
+@pytest.mark.parametrize("text", ["h4/x0.4 -", "h4/f0.4/b", "", "hfour/f0.5"])
+def test_unreadable_summaries_are_space_errors(text: str) -> None:
+    with pytest.raises(SpaceError, match="architecture"):
+        Architecture.from_summary(text)
 
 
 def test_json_is_stable_and_canonical() -> None:
