@@ -64,6 +64,7 @@ RESULTS = REPO / "benchmarks" / "results" / "end_to_end.json"
 LATENCY_MODEL = REPO / "latency_models" / "this-cpu-torch-b1-s128.json"
 OWNER = "end-to-end-benchmark"
 DEFAULT_EXPORT_STEPS = 1000
+DEFAULT_EVALUATIONS = 16
 # The accuracy targets: points below the teacher (0-1 scale) allowed at each budget.
 TOLERANCE = {0.5: 0.01, 0.3: 0.02}
 
@@ -130,6 +131,8 @@ def on_profile_scale(report: dict[str, Any]) -> float:
 
 def one_run(store: Store, ratio: float, space: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     tag = f"{space}-{ratio:g}-s{seed}"
+    if args.evaluations != DEFAULT_EVALUATIONS:  # its own jobs and exports beside the default
+        tag += f"-e{args.evaluations}"
     searched = job_spec(f"e2e-search-{tag}", space,
                         {"name": "evolution", "evaluations": args.evaluations, "population": 8,
                          "seed": seed, "options": {"warm_start": args.warm_start}},
@@ -241,7 +244,8 @@ def main() -> None:
     parser.add_argument("--budgets", default="0.5:bert-structured,0.3:bert-int8",
                         help="comma-separated RATIO:SPACE")
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--evaluations", type=int, default=16)
+    parser.add_argument("--evaluations", type=int, default=DEFAULT_EVALUATIONS,
+                        help="candidates each search evaluates (other values: their own jobs)")
     parser.add_argument("--steps", type=int, default=100, help="cheap estimate steps (rungs: /4, x1)")
     parser.add_argument("--eval-samples", type=int, default=None)
     parser.add_argument("--export-steps", type=int, default=DEFAULT_EXPORT_STEPS)
