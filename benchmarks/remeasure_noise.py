@@ -1,10 +1,9 @@
 """How far does one model's re-measured latency move between measurements, builds and processes?
 
-``autoprune export`` re-measures a model once, in a fresh process, relative to the dense model
-in the same rounds (the latency protocol), and the end-to-end benchmark judges "within
-budget" on that one figure. On an Intel Xeon with AMX the same int8 model re-measured between
-4.53 and 5.45 ms across 8 exports (±9%), wider than the 3% ``latency.margin`` the searches
-keep. This script separates where such spread comes from, for a few MiniLM-L6 architectures
+``autoprune export`` re-measures a model once, relative to the dense model in the same rounds
+(the latency protocol), and the end-to-end benchmark judges "within budget" on that one
+figure. On an Intel Xeon with AMX the same int8 model re-measured between 4.53 and 5.45 ms
+across six exports (±9%), wider than the 3% ``latency.margin`` the searches keep. This script separates where such spread comes from, for a few MiniLM-L6 architectures
 (the int8 and fp32 models the end-to-end searches return):
 
 * **repeat**: the same built model measured twice in one process;
@@ -15,8 +14,9 @@ keep. This script separates where such spread comes from, for a few MiniLM-L6 ar
 Every figure is a ratio to the dense model measured in the same rounds (what ``export``
 records, before it is scaled by the profiled dense latency). Prints JSON and writes
 ``benchmarks/results/remeasure_noise.json``: per architecture the ratios, ``process_spread``
-(max/min - 1 over processes), ``within_process_spread`` (repeat and rebuild), and the
-coefficient of variation over processes. Takes 2-4 minutes; run it on a quiet machine.
+(max/min - 1 over processes), ``process_cv`` (coefficient of variation over processes), and
+``repeat_spread_max`` / ``rebuild_spread_max`` (the largest within-process difference). Takes
+about a minute; run it on a quiet machine.
 
     python benchmarks/remeasure_noise.py [--processes 6] [--threads 2]
 """

@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -133,7 +134,7 @@ def teacher_key(model_id: str, data: TaskData, recipe: TeacherRecipe, seed: int)
                         "recipe": fields, "seed": seed, "version": 1})
 
 
-StepCallback = Callable[[int, nn.Module, "nn.Module | None"], None]
+StepCallback = Callable[[int, nn.Module, nn.Module | None], None]
 
 
 def fine_tune(model: nn.Module, train: Encoded, recipe: TeacherRecipe, steps: int, seed: int,
