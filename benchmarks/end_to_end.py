@@ -63,6 +63,7 @@ GLUE = Path(os.environ.get("AUTOPRUNE_SHARED", REPO.parent / "shared")) / "data"
 RESULTS = REPO / "benchmarks" / "results" / "end_to_end.json"
 LATENCY_MODEL = REPO / "latency_models" / "this-cpu-torch-b1-s128.json"
 OWNER = "end-to-end-benchmark"
+EXPORTS = autoprune_home() / "benchmarks" / "end_to_end"
 DEFAULT_EXPORT_STEPS = 1000
 DEFAULT_EVALUATIONS = 16
 # The accuracy targets: points below the teacher (0-1 scale) allowed at each budget.
@@ -71,7 +72,6 @@ TOLERANCE = {0.5: 0.01, 0.3: 0.02}
 
 def tolerance(ratio: float) -> float:
     return TOLERANCE.get(ratio, 0.01)
-EXPORTS = autoprune_home() / "benchmarks" / "end_to_end"
 
 
 def job_spec(name: str, space: str, controller: dict[str, Any], latency: dict[str, Any],

@@ -52,26 +52,39 @@ REPO = Path(__file__).resolve().parent.parent
 TARGETS = {"within_10pct": 0.90, "kendall_tau": 0.90, "repeatability_within_10pct": 0.95}
 
 
+def model_file(directory: Path, batch: int, seq_len: int) -> Path:
+    return directory / f"this-cpu-torch-b{batch}-s{seq_len}.json"
+
+
+def ratios_to_dense(model: LatencyModel, factory: CompressFactory, protocol: Protocol,
+                    archs: dict[str, Architecture]) -> dict[str, tuple[float, float]]:
+    """``name -> (predicted, measured)`` latency as a ratio to the dense model, which runs in
+    every measuring round (the protocol's reference)."""
+    shape = factory.shape
+    dense = Architecture.dense(shape.num_layers, shape.num_heads)
+    backend = TorchBackend(factory, model.batch, model.seq_len, model.threads)
+    runners = {"dense": backend.model(dense), **{n: backend.model(a) for n, a in archs.items()}}
+    figures = measure(runners, protocol, threads=model.threads, reference="dense")
+    dense_pred, dense_ms = model.predict(dense), figures["dense"].median_ms
+    return {n: (model.predict(a) / dense_pred, figures[n].median_ms / dense_ms)
+            for n, a in archs.items()}
+
+
 def sparsity_check(model: LatencyModel, factory: CompressFactory, protocol: Protocol) -> dict[str, Any]:
-    """Dense vs sparsity-only variants: predicted and measured ratios to dense."""
+    """Sparsity-only variants: predicted and measured ratios to dense."""
     shape = factory.shape
     variants = {
-        "dense": Architecture.dense(shape.num_layers, shape.num_heads),
         "unstructured-0.5": Architecture.uniform(shape.num_layers, LayerConfig(
             heads=shape.num_heads, pattern="unstructured", sparsity=0.5)),
         "unstructured-0.9": Architecture.uniform(shape.num_layers, LayerConfig(
             heads=shape.num_heads, pattern="unstructured", sparsity=0.9)),
         "2:4": Architecture.uniform(shape.num_layers, LayerConfig(heads=shape.num_heads, pattern="2:4")),
     }
-    backend = TorchBackend(factory, model.batch, model.seq_len, model.threads)
-    figures = measure({name: backend.model(arch) for name, arch in variants.items()}, protocol,
-                      threads=model.threads)
-    dense_pred, dense_ms = model.predict(variants["dense"]), figures["dense"].median_ms
-    predicted = {n: round(model.predict(a) / dense_pred, 4) for n, a in variants.items() if n != "dense"}
-    measured = {n: round(figures[n].median_ms / dense_ms, 4) for n in variants if n != "dense"}
+    ratios = ratios_to_dense(model, factory, protocol, variants)
+    predicted = {n: round(p, 4) for n, (p, _) in ratios.items()}
     return {
         "predicted_ratio_to_dense": predicted,
-        "measured_ratio_to_dense": measured,
+        "measured_ratio_to_dense": {n: round(m, 4) for n, (_, m) in ratios.items()},
         "predicted_within_5pct_of_dense": all(abs(r - 1) <= 0.05 for r in predicted.values()),
     }
 
@@ -91,21 +104,12 @@ INT8_ARCHITECTURES = [
 
 
 def int8_check(model: LatencyModel, factory: CompressFactory, protocol: Protocol) -> dict[str, Any]:
-    """All-int8 architectures: predicted and measured ratios to dense (dense in every round)."""
-    shape = factory.shape
+    """All-int8 architectures: predicted and measured ratios to dense."""
     archs = {text: Architecture.from_summary(text) for text in INT8_ARCHITECTURES}
-    backend = TorchBackend(factory, model.batch, model.seq_len, model.threads)
-    runners = {"dense": backend.model(Architecture.dense(shape.num_layers, shape.num_heads)),
-               **{text: backend.model(arch) for text, arch in archs.items()}}
-    figures = measure(runners, protocol, threads=model.threads, reference="dense")
-    dense_pred = model.predict(Architecture.dense(shape.num_layers, shape.num_heads))
-    rows = []
-    for text, arch in archs.items():
-        predicted = model.predict(arch) / dense_pred
-        measured = figures[text].median_ms / figures["dense"].median_ms
-        rows.append({"architecture": text, "predicted_ratio_to_dense": round(predicted, 4),
-                     "measured_ratio_to_dense": round(measured, 4),
-                     "error": round(predicted / measured - 1, 4)})
+    rows = [{"architecture": text, "predicted_ratio_to_dense": round(predicted, 4),
+             "measured_ratio_to_dense": round(measured, 4),
+             "error": round(predicted / measured - 1, 4)}
+            for text, (predicted, measured) in ratios_to_dense(model, factory, protocol, archs).items()]
     errors = [abs(row["error"]) for row in rows]
     return {"architectures": rows, "mape": round(sum(errors) / len(errors), 4),
             "within_10pct": round(sum(e <= 0.10 for e in errors) / len(errors), 4)}
@@ -117,8 +121,7 @@ def checks_only(args: argparse.Namespace, factory: CompressFactory, protocol: Pr
     target = REPO / "benchmarks" / "results" / "latency_predictor.json"
     result = json.loads(target.read_text())
     for batch in args.batches:
-        model = LatencyModel.load(REPO / "latency_models" / f"this-cpu-torch-b{batch}-s{args.seq_len}.json",
-                                  strict=True)
+        model = LatencyModel.load(model_file(REPO / "latency_models", batch, args.seq_len), strict=True)
         entry = result.setdefault(f"batch_{batch}", {})
         entry["sparsity"] = sparsity_check(model, factory, protocol)
         entry["int8"] = int8_check(model, factory, protocol)
@@ -129,7 +132,7 @@ def checks_only(args: argparse.Namespace, factory: CompressFactory, protocol: Pr
 
 def run_batch(args: argparse.Namespace, factory: CompressFactory, space: SearchSpace, batch: int,
               out_dir: Path, protocol: Protocol) -> dict[str, Any]:
-    path = out_dir / f"this-cpu-torch-b{batch}-s{args.seq_len}.json"
+    path = model_file(out_dir, batch, args.seq_len)
     with RichProgress(transient=True) as bar:
         model = profile(args.model, "torch", batch, args.seq_len, args.threads, path, space=space,
                         n_fit=args.n_fit, time_budget_s=args.budget_s, protocol=protocol,
