@@ -89,9 +89,9 @@ def sparsity_check(model: LatencyModel, factory: CompressFactory, protocol: Prot
     }
 
 
-# Models in which every kept layer is int8: the region the 0.3x end-to-end searches went to.
-# Random samples of bert-full (what the held-out validation draws) mix bit-widths across
-# layers and almost never land here.
+# Models in which every kept layer is int8: the region the 0.3x end-to-end searches went to
+# on a CPU where int8 is fast. Random samples of bert-full (what the held-out validation
+# draws) mix bit-widths across layers and almost never land here.
 INT8_ARCHITECTURES = [
     " ".join(["h12/f1/b8"] * 6),
     " ".join(["h12/f1/b8"] * 5 + ["-"]),
@@ -136,8 +136,7 @@ def run_batch(args: argparse.Namespace, factory: CompressFactory, space: SearchS
     with RichProgress(transient=True) as bar:
         model = profile(args.model, "torch", batch, args.seq_len, args.threads, path, space=space,
                         n_fit=args.n_fit, time_budget_s=args.budget_s, protocol=protocol,
-                        factory=factory, seed=args.seed, progress=bar,
-                        bit_uniform_share=args.bit_uniform_share)
+                        factory=factory, seed=args.seed, progress=bar)
     with RichProgress(transient=True) as bar:
         record = validate(model, n=args.n_heldout, space=space, protocol=protocol, factory=factory,
                           seed=args.seed + 1000, save=True, progress=bar)
@@ -207,10 +206,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--space", default="bert-full")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out-dir", type=Path, default=None, help="where latency models are written")
-    parser.add_argument("--bit-uniform-share", type=float, default=0.0,
-                        help="share of the fit set with one bit-width in every layer (an "
-                             "experiment: its models go to a temporary directory and its results "
-                             "to latency_predictor.bit_uniform.json)")
     parser.add_argument("--checks-only", action="store_true",
                         help="only the sparsity and all-int8 checks, on the committed latency models")
     args = parser.parse_args(argv)
@@ -220,8 +215,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.quick:
         args.n_fit, args.n_heldout, args.budget_s = min(args.n_fit, 12), min(args.n_heldout, 8), 120.0
         protocol = QUICK
-    experiment = args.quick or args.bit_uniform_share > 0
-    out_dir = args.out_dir or (Path(tempfile.mkdtemp(prefix="autoprune-lm-")) if experiment
+    out_dir = args.out_dir or (Path(tempfile.mkdtemp(prefix="autoprune-lm-")) if args.quick
                                else REPO / "latency_models")
     began = time.monotonic()
     factory = CompressFactory(args.model)
@@ -234,13 +228,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "model": args.model, "backend": "torch", "seq_len": args.seq_len, "threads": args.threads,
             "space": space.name, "n_fit": args.n_fit, "n_heldout": args.n_heldout,
             "profile_budget_s_per_batch": args.budget_s, "quick": args.quick,
-            "bit_uniform_share": args.bit_uniform_share,
             "protocol": protocol.__dict__, "total_seconds": round(time.monotonic() - began, 1),
         },
     }
-    name = ("latency_predictor.quick.json" if args.quick
-            else "latency_predictor.bit_uniform.json" if args.bit_uniform_share > 0
-            else "latency_predictor.json")
+    name = "latency_predictor.quick.json" if args.quick else "latency_predictor.json"
     target = REPO / "benchmarks" / "results" / name
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(result, indent=2) + "\n")

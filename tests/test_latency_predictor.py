@@ -371,21 +371,3 @@ def test_profile_writes_to_the_store_and_a_second_profile_reuses_it(device, tmp_
     assert [o.median_ms for o in second.document.operators] == [o.median_ms for o in first.document.operators]
     assert second.predict(SPACE.dense()) == pytest.approx(first.predict(SPACE.dense()))
 
-
-def test_fit_set_covers_models_with_one_bit_width_throughout() -> None:
-    from autoprune.latency.profile import sample_architectures, sample_fit_architectures
-    from autoprune.space import MINILM_L6
-
-    space = SearchSpace.load("bert-full", MINILM_L6)
-    # By default the fit set is plain random samples.
-    assert sample_fit_architectures(space, 12, np.random.default_rng(0), set()) == \
-        sample_architectures(space, 12, np.random.default_rng(0), set())
-    archs = sample_fit_architectures(space, 40, np.random.default_rng(0), set(), 0.25)
-    assert len(archs) == 40 and len({a.hash for a in archs}) == 40
-    assert all(space.contains(a) for a in archs)
-    one_low_width = [a for a in archs if len({layer.bits for layer in a if layer.keep}) == 1
-                     and next(layer.bits for layer in a if layer.keep) != 32]
-    assert len(one_low_width) >= 10  # the quarter drawn that way
-    # A space without low bit-widths: plain random samples.
-    fp32 = SearchSpace.load("bert-structured", MINILM_L6)
-    assert len(sample_fit_architectures(fp32, 12, np.random.default_rng(0), set())) == 12

@@ -95,31 +95,6 @@ def sample_architectures(space: SearchSpace, n: int, rng: np.random.Generator,
     return list(found.values())
 
 
-def sample_fit_architectures(space: SearchSpace, n: int, rng: np.random.Generator,
-                             exclude: set[str] = frozenset(),  # type: ignore[assignment]
-                             bit_uniform_share: float = 0.0) -> list[Architecture]:
-    """The end-to-end fit set: ``n`` distinct random members of the space, a share
-    ``bit_uniform_share`` of them with one bit-width in every kept layer.
-
-    Plain random samples pick a bit-width layer by layer, so models that are int8 throughout
-    are nearly absent from them; yet that is where a search under a tight budget goes, and
-    there the fitted correction can be off (MiniLM, AMD EPYC Zen 5, batch 1: all-int8 models
-    predicted 12-19% under their measured latency). A share of 0.25 fixed that at batch 1
-    but not at batch 8 (README, Latency predictor), so the default stays 0."""
-    bits = [b for b in space.definition.bits if b != 32]
-    n_uniform = round(n * bit_uniform_share) if bits else 0
-    found = {a.hash: a for a in sample_architectures(space, n - n_uniform, rng, exclude)}
-    for _ in range(50 * n_uniform):
-        if len(found) >= n:
-            break
-        width = int(rng.choice(bits))
-        arch = Architecture(tuple(replace(layer, bits=width) if layer.keep else layer
-                                  for layer in space.sample(rng)))
-        if arch.hash not in exclude and space.contains(arch):
-            found.setdefault(arch.hash, arch)
-    return list(found.values())
-
-
 REFERENCE = "__reference__"
 
 
@@ -260,11 +235,8 @@ def profile(
     store: Any | None = None,
     factory: ModelFactory | None = None,
     progress: Progress | None = None,
-    bit_uniform_share: float = 0.0,
 ) -> LatencyModel:
     """Profile ``model_name`` on this device and return (and write to ``out``) its latency model.
-
-    ``bit_uniform_share``: see :func:`sample_fit_architectures`.
 
     ``time_budget_s`` bounds the whole profile: the operator tables are always measured, then
     end-to-end measurements stop when the budget would be exceeded (at least
@@ -290,8 +262,7 @@ def profile(
     operators = measure_operators(runner, bound, protocol, log, progress)
 
     rng = np.random.default_rng(seed)
-    archs = [bound.dense()] + sample_fit_architectures(bound, n_fit - 1, rng, {bound.dense().hash},
-                                                       bit_uniform_share)
+    archs = [bound.dense()] + sample_architectures(bound, n_fit - 1, rng, {bound.dense().hash})
     progress.start("end-to-end", len(archs))
     measured = measure_architectures(runner.model, archs, protocol, threads=threads, group_size=group_size,
                                      reference=bound.dense(), deadline=deadline, progress=progress, log=log)
