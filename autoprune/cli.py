@@ -576,12 +576,23 @@ def export(
         help="Fine-tune further, to S steps in all (default: the steps the search ran).")] = None,
     force: Annotated[bool, typer.Option("--force",
                                         help="Replace a previous export in DIR.")] = False,
+    max_drift: Annotated[float, typer.Option(
+        "--max-drift", metavar="F",
+        help="Measure the latency again when dense runs more than F (relative) off the figure "
+             "it was profiled at on this machine: a slow period.")] = 0.15,
+    drift_attempts: Annotated[int, typer.Option(
+        "--drift-attempts", metavar="N",
+        help="Latency measurements at most, a minute apart, while dense is off its "
+             "profile (1: never measure again).")] = 3,
     db: DbOption = None,
 ) -> None:
     """Write a trial's compressed model to a loadable directory, re-measured and re-scored."""
+    from autoprune.export import DriftGuard
+
+    guard = DriftGuard(max_drift=max_drift, attempts=drift_attempts)
     store = _store(db)
     _export(store, job, _trial_number(store, job, trial), out_dir, onnx=onnx, steps=steps,
-            force=force)
+            force=force, drift_guard=guard)
 
 
 def _trial_number(store: Any, job: int, trial: str) -> int:
@@ -599,11 +610,11 @@ def _trial_number(store: Any, job: int, trial: str) -> int:
 
 
 def _export(store: Any, job: int, number: int, out_dir: Path, *, onnx: bool = False,
-            steps: int | None = None, force: bool = False) -> None:
-    from autoprune.export import export_trial
+            steps: int | None = None, force: bool = False, drift_guard: Any = None) -> None:
+    from autoprune.export import DEFAULT_DRIFT_GUARD, export_trial
 
     report = export_trial(store, job, number, out_dir, onnx=onnx, steps=steps, force=force,
-                          progress=True)
+                          progress=True, drift_guard=drift_guard or DEFAULT_DRIFT_GUARD)
     for line in report.summary():
         _out().print(escape(line))
 

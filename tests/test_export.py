@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 import autoprune
 from autoprune.cli import app
 from autoprune.errors import ExportError, NotFoundError
-from autoprune.export import export_trial
+from autoprune.export import DriftGuard, LatencyFigure, export_trial, measure_steadily
 from autoprune.latency import QUICK
 from autoprune.space import Architecture, LayerConfig
 from autoprune.spec import JobSpec
@@ -174,6 +174,7 @@ def test_export_writes_the_real_compressed_model_and_reports_it(
     assert report.speedup == pytest.approx(report.dense_latency_ms / report.measured_latency_ms)
     assert (report.latency_batch, report.latency_seq_len, report.latency_threads) == (1, 16, 1)
     assert report.profiled_dense_ms is None  # this job's latency model is a stand-in
+    assert (report.dense_drifts, report.dense_drift, report.drift_exceeded) == ([], None, False)
     shape = ModelShape.from_config(loaded.config, num_labels=2)
     assert report.parameters == count_parameters(loaded) == architecture_stats(arch, shape).parameters
     assert report.files == {p.name: p.stat().st_size for p in out.iterdir() if p.name != "report.json"}
@@ -318,3 +319,78 @@ def test_unknown_job_and_trial_are_not_found_errors(searched: dict[str, Any],
         with pytest.raises(NotFoundError):
             export_trial(store, searched["job"], 999, tmp_path / "x", progress=False)
     assert not (tmp_path / "x").exists()
+
+
+# ---- slow periods --------------------------------------------------------------------------
+def _figures(dense_ms: float) -> dict[str, LatencyFigure]:
+    return {"dense": LatencyFigure(dense_ms, dense_ms, dense_ms, 9),
+            "model": LatencyFigure(dense_ms / 2, dense_ms / 2, dense_ms / 2, 9)}
+
+
+@pytest.mark.parametrize(("dense_runs", "attempts", "kept"), [
+    ([10.5], 1, 10.5),               # within 15% of the profiled 10 ms at once
+    ([13.0, 10.9], 2, 10.9),         # a slow period, then quiet again
+    ([14.0, 12.0, 13.0], 3, 12.0),   # slow throughout: the closest of all attempts is kept
+    ([7.0, 9.2], 2, 9.2),            # faster than profiled is a drift too
+])
+def test_measurement_is_taken_again_while_dense_is_off_its_profile(
+        dense_runs: list[float], attempts: int, kept: float) -> None:
+    runs = iter(dense_runs)
+    slept: list[float] = []
+    waits: list[tuple[int, float]] = []
+    figures, drifts = measure_steadily(lambda: _figures(next(runs)), "dense", 10.0,
+                                       DriftGuard(max_drift=0.15, attempts=3, wait_s=42.0),
+                                       sleep=slept.append,
+                                       on_wait=lambda a, d: waits.append((a, d)))
+    assert figures["dense"].median_ms == kept
+    assert drifts == pytest.approx([d / 10.0 - 1 for d in dense_runs[:attempts]], abs=1e-4)
+    assert slept == [42.0] * (attempts - 1)
+    assert [a for a, _ in waits] == list(range(1, attempts))
+    assert [d for _, d in waits] == pytest.approx(drifts[:-1])
+
+
+def test_without_a_profile_of_this_machine_the_latency_is_measured_once() -> None:
+    calls: list[int] = []
+
+    def once() -> dict[str, LatencyFigure]:
+        calls.append(1)
+        return _figures(50.0)
+
+    figures, drifts = measure_steadily(once, "dense", None, DriftGuard(), sleep=pytest.fail)
+    assert (len(calls), drifts, figures["dense"].median_ms) == (1, [], 50.0)
+
+
+@pytest.mark.parametrize(("fields", "expected"), [
+    ({"max_drift": 0.0}, "--max-drift"), ({"attempts": 0}, "--drift-attempts"),
+    ({"wait_s": -1.0}, "wait"),
+])
+def test_drift_guard_refuses_nonsense(fields: dict[str, float], expected: str) -> None:
+    with pytest.raises(ExportError, match=expected):
+        DriftGuard(**fields)  # type: ignore[arg-type]
+
+
+def test_cli_refuses_a_bad_max_drift_before_touching_anything(searched: dict[str, Any],
+                                                             tmp_path: Path) -> None:
+    result = runner.invoke(app, ["export", str(searched["job"]), "--trial", str(searched["trial"]),
+                                 "--out", str(tmp_path / "out"), "--max-drift", "-0.1",
+                                 "--db", searched["db"]])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and "--max-drift" in lines[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_export_measures_again_and_warns_when_the_machine_is_off_its_profile(
+        searched: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A profile of "this machine" whose dense ran at 1000 s: every measurement is far off it.
+    monkeypatch.setattr("autoprune.export._latency_profile", lambda spec: (1, 1e6, True))
+    out = tmp_path / "out"
+    with _store(searched) as store:
+        report = export_trial(store, searched["job"], searched["trial"], out, progress=False,
+                              protocol=QUICK, drift_guard=DriftGuard(attempts=2, wait_s=0.0))
+    assert len(report.dense_drifts) == 2 and all(d < -0.99 for d in report.dense_drifts)
+    assert report.dense_drift == pytest.approx(report.dense_latency_ms / 1e6 - 1)
+    assert report.drift_exceeded
+    assert any(line.startswith("warning: dense ran") for line in report.summary())
+    on_disk = json.loads((out / "report.json").read_text())
+    assert on_disk["dense_drifts"] == report.dense_drifts and on_disk["drift_exceeded"] is True
