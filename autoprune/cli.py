@@ -579,7 +579,7 @@ def export(
     max_drift: Annotated[float, typer.Option(
         "--max-drift", metavar="F",
         help="Measure the latency again when dense runs more than F (relative) off the figure "
-             "it was profiled at on this machine: a slow period.")] = 0.15,
+             "it was profiled at on this machine: a slow period.")] = 0.10,
     drift_attempts: Annotated[int, typer.Option(
         "--drift-attempts", metavar="N",
         help="Latency measurements at most, a minute apart, while dense is off its "
