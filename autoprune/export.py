@@ -223,7 +223,7 @@ class ExportReport:
                 f"warning: dense ran {self.dense_drift:+.0%} off its profiled "
                 f"{self.profiled_dense_ms:.2f} ms in all {len(self.dense_drifts)} measurements; "
                 "the machine is not as it was when profiled, so the measured latency may not "
-                "compare with the prediction (int8 models least): export again when it is quiet")
+                "compare with the prediction (int8 models above all): export again when it is quiet")
         if self.onnx is not None:
             lines.append(
                 f"onnx: {self.onnx.file} ({self.onnx.quantization}), max |diff| "
