@@ -393,9 +393,11 @@ def _build(spec: Any, trial: Any, staging: Path, out: Path, schedule: list[int],
                                                  dense_onnx=spec.latency.backend == "onnxruntime")
     backend = spec.latency.backend
     reference = "dense_onnx" if backend == "onnxruntime" else "dense"
+    # Only a profile of this machine says how fast dense should run here.
+    drift_base = profiled_dense if profiled_here else None
     figures, drifts = measure_steadily(
         lambda: _measure(exported, teacher.model, onnx_files, spec, threads, protocol, stages),
-        reference, profiled_dense if profiled_here else None, drift_guard,
+        reference, drift_base, drift_guard,
         on_wait=lambda attempt, drift: stages.start(
             f"latency: dense {drift:+.0%} off its profile, waiting {drift_guard.wait_s:.0f} s "
             f"(attempt {attempt + 1} of {drift_guard.attempts})", 1))
@@ -403,8 +405,7 @@ def _build(spec: Any, trial: Any, staging: Path, out: Path, schedule: list[int],
 
     measured = figures["onnx" if backend == "onnxruntime" else "model"]
     dense = figures[reference]
-    kept_drift = None if profiled_dense is None or not profiled_here else (
-        dense.median_ms / profiled_dense - 1)
+    kept_drift = None if drift_base is None else dense.median_ms / drift_base - 1
     onnx_result = None
     if onnx_check is not None:
         onnx_result = OnnxResult(**onnx_check, bytes=(staging / ONNX_FILE).stat().st_size,

@@ -1,10 +1,11 @@
 """How far does one model's re-measured latency move between measurements, builds and processes?
 
-``autoprune export`` re-measures a model once, relative to the dense model in the same rounds
-(the latency protocol), and the end-to-end benchmark judges "within budget" on that one
-figure. On an Intel Xeon with AMX the same int8 model re-measured between 4.53 and 5.45 ms
-across six exports (±9%), wider than the 3% ``latency.margin`` the searches keep. This script separates where such spread comes from, for a few MiniLM-L6 architectures
-(the int8 and fp32 models the end-to-end searches return):
+``autoprune export`` re-measures a model relative to the dense model in the same rounds (the
+latency protocol; again only while dense is far off its profiled figure), and the end-to-end
+benchmark judges "within budget" on the figure it keeps. On an Intel Xeon with AMX the same
+int8 model re-measured between 4.53 and 5.45 ms across six exports (±9%), wider than the 3%
+``latency.margin`` the searches keep. This script separates where such spread comes from, for
+a few MiniLM-L6 architectures (the int8 and fp32 models the end-to-end searches return):
 
 * **repeat**: the same built model measured twice in one process;
 * **rebuild**: the same architecture built again (weights re-packed) in the same process;

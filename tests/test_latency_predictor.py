@@ -370,4 +370,3 @@ def test_profile_writes_to_the_store_and_a_second_profile_reuses_it(device, tmp_
     second = _profile(tmp_path / "again", store=store, n_fit=12)
     assert [o.median_ms for o in second.document.operators] == [o.median_ms for o in first.document.operators]
     assert second.predict(SPACE.dense()) == pytest.approx(first.predict(SPACE.dense()))
-
