@@ -82,6 +82,14 @@ DbOption = Annotated[
     typer.Option("--db", metavar="URL",
                  help="Database URL (default: $AUTOPRUNE_DB, else ~/.autoprune/autoprune.db)."),
 ]
+MaxDriftOption = Annotated[float, typer.Option(
+    "--max-drift", metavar="F",
+    help="Measure the latency again when dense runs more than F (relative) off the figure "
+         "it was profiled at on this machine: a slow period.")]
+DriftAttemptsOption = Annotated[int, typer.Option(
+    "--drift-attempts", metavar="N",
+    help="Latency measurements at most, a minute apart, while dense is off its profile "
+         "(1: never measure again).")]
 JobArgument = Annotated[int, typer.Argument(metavar="JOB", help="Job id.")]
 
 
@@ -386,11 +394,15 @@ def search(
         help="Then export the best feasible trial to DIR (replacing an earlier export).")] = None,
     export_steps: Annotated[int | None, typer.Option(
         "--export-steps", min=1, metavar="S", help="Fine-tune the exported model to S steps.")] = None,
+    max_drift: MaxDriftOption = 0.10,
+    drift_attempts: DriftAttemptsOption = 3,
 ) -> None:
     """Queue a job and run it at once in this process, then print its Pareto front."""
+    from autoprune.export import DriftGuard
     from autoprune.runner.service import HEARTBEAT_TIMEOUT_S, default_owner, run_job
     from autoprune.spec import JobSpec
 
+    guard = DriftGuard(max_drift=max_drift, attempts=drift_attempts)  # bad values fail first
     job_spec = JobSpec.load(spec)
     store = _store(db)
     job_id = store.create_job(job_spec.to_json(), job_spec.name)
@@ -406,7 +418,8 @@ def search(
     if export_dir is not None and run.state == "completed":
         number = _trial_number(store, job_id, "best")
         err.print(escape(f"exporting trial {number} to {export_dir}"))
-        _export(store, job_id, number, export_dir, steps=export_steps, force=True)
+        _export(store, job_id, number, export_dir, steps=export_steps, force=True,
+                drift_guard=guard)
 
 
 @contextmanager
@@ -576,14 +589,8 @@ def export(
         help="Fine-tune further, to S steps in all (default: the steps the search ran).")] = None,
     force: Annotated[bool, typer.Option("--force",
                                         help="Replace a previous export in DIR.")] = False,
-    max_drift: Annotated[float, typer.Option(
-        "--max-drift", metavar="F",
-        help="Measure the latency again when dense runs more than F (relative) off the figure "
-             "it was profiled at on this machine: a slow period.")] = 0.10,
-    drift_attempts: Annotated[int, typer.Option(
-        "--drift-attempts", metavar="N",
-        help="Latency measurements at most, a minute apart, while dense is off its "
-             "profile (1: never measure again).")] = 3,
+    max_drift: MaxDriftOption = 0.10,
+    drift_attempts: DriftAttemptsOption = 3,
     db: DbOption = None,
 ) -> None:
     """Write a trial's compressed model to a loadable directory, re-measured and re-scored."""

@@ -136,6 +136,9 @@ class EstimateSpec(_Frozen):
     max_seq_len: PositiveInt = 64
     eval_samples: PositiveInt | None = None  # a fixed dev subset; None = the whole dev set
     freeze_embeddings: bool = True
+    # Re-fit the classifier of candidates that drop layers before their fine-tune
+    # (estimate/head.py: it lifts some shallow estimates but cost exports accuracy; off).
+    refit_head: bool = False
     teacher_steps: PositiveInt | None = None
     teacher_lr: float = Field(default=1e-4, gt=0, le=1)
     seed: int = 0

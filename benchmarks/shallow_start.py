@@ -2,20 +2,26 @@
 
 The 100-step cheap estimate (lr 5e-5, logits distilled from the teacher, embeddings frozen)
 scored many shallow candidates of the end-to-end searches at exactly SST-2's majority-class
-share (0.509): every dev example given the same label. This trains a few such architectures
+share (0.509): every dev example given the same label. This trains a few such architectures,
+and two that keep the last layers instead of the first,
 with the end-to-end benchmark's estimate settings through 25, 100, 200 and 400 steps (each
-resuming the previous checkpoint, as ASHA rungs do) and records the dev accuracy at each, at
-the search's learning rate and at ``--lr`` values given.
+resuming the previous checkpoint, as ASHA rungs do) and records the dev accuracy at each (and
+at step 0, before any training), at the search's learning rate and at ``--lr`` values given,
+with the classifier re-fitted to the shallower body before training (``estimate.refit_head``)
+and without.
 
-Writes ``benchmarks/results/shallow_start.json``: ``runs`` (architecture, lr, steps, accuracy,
-seconds). Needs the cached SST-2 teacher (trained on first use: ~15 min).
+Writes ``benchmarks/results/shallow_start.json``: ``runs`` (architecture, lr, refit_head,
+steps, accuracy, seconds), replacing earlier runs of the same settings and keeping the rest.
+Needs the cached SST-2 teacher (trained on first use: ~15 min).
 
     python benchmarks/shallow_start.py --lr 5e-5 2e-4
+    python benchmarks/shallow_start.py --refit-head off --only 3,4   # the last-layers pair
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 from pathlib import Path
@@ -31,12 +37,15 @@ from autoprune.spec import JobSpec
 REPO = Path(__file__).resolve().parent.parent
 GLUE = Path(os.environ.get("AUTOPRUNE_SHARED", REPO.parent / "shared")) / "data" / "glue"
 RESULTS = REPO / "benchmarks" / "results" / "shallow_start.json"
-STEPS = (25, 100, 200, 400)
+STEPS = (0, 25, 100, 200, 400)
+# The first three keep MiniLM's first layers, the search's usual shallow candidates; the
+# last two are the first two's mirror images, keeping its last layers instead.
 ARCHITECTURES = ("h8/f0.3 h8/f0.3 h8/f0.3 - - -", "h4/f1 h4/f1 - - - -",
-                 "h8/f0.2/b8 h8/f0.2/b8 h8/f0.2/b8 h8/f0.2/b8 - -")
+                 "h8/f0.2/b8 h8/f0.2/b8 h8/f0.2/b8 h8/f0.2/b8 - -",
+                 "- - - h8/f0.3 h8/f0.3 h8/f0.3", "- - - - h4/f1 h4/f1")
 
 
-def spec(lr: float) -> JobSpec:
+def spec(lr: float, refit_head: bool) -> JobSpec:
     """The end-to-end benchmark's estimate settings (100 steps, rungs 25/100, whole dev set)."""
     return JobSpec.from_dict({
         "name": "shallow-start", "model": "minilm-l6",
@@ -45,29 +54,40 @@ def spec(lr: float) -> JobSpec:
                     "budget_ratio": 0.5},
         "space": "bert-int8",
         "controller": {"name": "random", "evaluations": 1},
-        "estimate": {"steps": 100, "rungs": [25, 100], "lr": lr},
+        "estimate": {"steps": 100, "rungs": [25, 100], "lr": lr, "refit_head": refit_head},
     }, base_dir=REPO)
 
 
 def main() -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lr", type=float, nargs="+", default=[5e-5])
+    parser.add_argument("--refit-head", choices=["on", "off", "both"], default="both")
+    parser.add_argument("--only", default=None, help="indices into ARCHITECTURES, e.g. 3,4")
     args = parser.parse_args()
+    chosen = (ARCHITECTURES if args.only is None
+              else [ARCHITECTURES[int(i)] for i in args.only.split(",")])
+    refits = {"on": [True], "off": [False], "both": [False, True]}[args.refit_head]
     runs = []
-    for lr in args.lr:
-        finetune = build_estimator(spec(lr), progress=False)
+    for lr, refit in itertools.product(args.lr, refits):
+        finetune = build_estimator(spec(lr, refit), progress=False)
         finetune = getattr(finetune, "finetune", finetune)
-        for summary in ARCHITECTURES:
+        for summary in chosen:
             arch = Architecture.from_summary(summary)
             checkpoint = None
             for steps in STEPS:
                 _, result = finetune.train(arch, steps, resume_from=checkpoint)
                 checkpoint = result.checkpoint
-                run = {"architecture": summary, "lr": lr, "steps": steps,
+                run = {"architecture": summary, "lr": lr, "refit_head": refit, "steps": steps,
                        "accuracy": round(float(result.value), 4), "seconds": round(result.seconds, 1)}
                 runs.append(run)
                 print(json.dumps(run), flush=True)
-    output = {"runs": runs, "majority_class_share": 0.5092}
+    def key(run: dict[str, Any]) -> tuple[Any, ...]:
+        return run["architecture"], run["lr"], run.get("refit_head", False), run["steps"]
+
+    done = {key(run) for run in runs}
+    kept = (json.loads(RESULTS.read_text())["runs"] if RESULTS.is_file() else [])
+    output = {"runs": [run for run in kept if key(run) not in done] + runs,
+              "majority_class_share": 0.5092}
     RESULTS.write_text(json.dumps(output, indent=2) + "\n")
     print(json.dumps(output, indent=2))
     return output

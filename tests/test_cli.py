@@ -269,3 +269,12 @@ def test_console_script_exit_codes_and_no_traceback(tmp_path: Path, portable_spe
                          timeout=120)
     assert bad.returncode == 2
     assert "nonsense" in _one_error_line(bad.stderr)
+
+
+def test_search_refuses_a_bad_drift_guard_before_queueing_anything(
+        portable_spec: dict[str, Any], tmp_path: Path, db: str) -> None:
+    spec = _write(tmp_path, portable_spec)
+    result = runner.invoke(app, ["search", str(spec), "--drift-attempts", "0", "--db", db])
+    assert result.exit_code == 2, result.output
+    assert "--drift-attempts" in _one_error_line(result.stderr)
+    assert not (tmp_path / "cli.db").exists() or _rows(db) == []

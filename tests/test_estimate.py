@@ -25,7 +25,10 @@ from autoprune.estimate import (
     prepare_importance,
     prepare_teacher,
 )
+from autoprune.estimate.head import refit_head
+from autoprune.estimate.training import model_inputs
 from autoprune.space import Architecture, LayerConfig
+from autoprune.spec import EstimateSpec
 
 
 def sentiment_split(n: int, seed: int) -> Split:
@@ -231,6 +234,52 @@ def test_distillation_loss_decreases_on_a_fixed_batch(tiny: dict) -> None:
         optimizer.step()
         optimizer.zero_grad()
     assert losses[-1] < 0.5 * losses[0]
+
+
+def _logit_error(estimator: CheapFinetune, student: torch.nn.Module, batches: int) -> float:
+    student.eval()
+    with torch.no_grad():
+        errors = [(student(**model_inputs(estimator.shared.batch(step))).logits
+                   - estimator._teacher_outputs(step, estimator.shared.batch(step), False)[0])
+                  .pow(2).mean().item() for step in range(batches)]
+    return sum(errors) / len(errors)
+
+
+def test_refit_head_fits_the_teacher_logits_on_a_shallower_body(tiny: dict) -> None:
+    recipe = FinetuneRecipe(max_seq_len=32, refit_head=False, head_probe_batches=4)
+    estimator = CheapFinetune(tiny["teacher"], tiny["data"], tiny["importance"], recipe, threads=1)
+    student = estimator.build(HALF)
+    before = student.classifier.weight.detach().clone()
+    error_before = _logit_error(estimator, student, 4)
+    student.train()
+    assert estimator.probe_head(student)
+    assert not torch.equal(student.classifier.weight, before)
+    assert student.training  # the probe puts the model back in the mode it found it
+    assert _logit_error(estimator, student, 4) < error_before
+    # An infinitely strong pull towards the old head leaves it as it was.
+    strong = estimator.build(HALF)
+    batches = [estimator.shared.batch(step) for step in range(2)]
+    targets = [estimator._teacher_outputs(step, batch, False)[0] for step, batch in enumerate(batches)]
+    assert refit_head(strong, batches, targets, ridge=1e9)
+    assert torch.allclose(strong.classifier.weight, before, atol=1e-5)
+    assert not refit_head(student.bert, batches, targets)  # no classifier: nothing to fit
+
+
+def test_only_candidates_that_drop_layers_get_their_head_refitted(tiny: dict) -> None:
+    heads = {}
+    for refit in (False, True):
+        recipe = FinetuneRecipe(max_seq_len=32, eval_samples=60, refit_head=refit)
+        estimator = CheapFinetune(tiny["teacher"], tiny["data"], tiny["importance"], recipe,
+                                  threads=1)
+        for arch in (HALF, SPARSE_INT8):
+            student, result = estimator.train(arch, 0)
+            heads[refit, arch] = student.classifier.weight.detach().clone()
+    assert FinetuneRecipe.from_spec(EstimateSpec(refit_head=True)).refit_head
+    assert not FinetuneRecipe.from_spec(EstimateSpec()).refit_head  # off unless asked for
+    teacher_head = tiny["teacher"].model.classifier.weight
+    assert torch.equal(heads[False, HALF], teacher_head)
+    assert not torch.equal(heads[True, HALF], teacher_head)
+    assert torch.equal(heads[True, SPARSE_INT8], teacher_head)  # all layers kept: untouched
 
 
 def test_proxy_scores_without_training(tiny: dict) -> None:

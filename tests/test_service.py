@@ -155,7 +155,7 @@ def test_cli_search_runs_a_job_and_prints_the_front(assets: dict[str, Path], tmp
     spec = _spec(assets, tmp_path, "search-cli")
     model_dir = tmp_path / "best-model"
     done = subprocess.run([sys.executable, "-m", "autoprune.cli", "search", str(spec),
-                           "--export", str(model_dir)], env=env,
+                           "--export", str(model_dir), "--drift-attempts", "1"], env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "Pareto front" in done.stdout and "best feasible" in done.stdout
@@ -163,6 +163,7 @@ def test_cli_search_runs_a_job_and_prints_the_front(assets: dict[str, Path], tmp
     # --export: the best feasible trial, re-measured, as a model autoprune.load reads
     report = json.loads((model_dir / "report.json").read_text())
     assert f"trial {report['trial']}" in done.stdout.split("best feasible")[1]
+    assert len(report["dense_drifts"]) <= 1  # --drift-attempts 1: measured once, never waits
     assert "faster" in done.stdout
     import autoprune
 

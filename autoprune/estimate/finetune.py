@@ -32,6 +32,7 @@ from autoprune.data import Batch, TaskData, collate, encode, training_batches
 from autoprune.errors import AutopruneError
 from autoprune.estimate.base import Checkpoint, EstimateResult, Estimator
 from autoprune.estimate.distill import distillation_loss, layer_map
+from autoprune.estimate.head import refit_head
 from autoprune.estimate.teacher import Teacher
 from autoprune.estimate.training import (
     evaluate,
@@ -71,6 +72,10 @@ class FinetuneRecipe:
     hidden_weight: float = 0.0
     freeze_embeddings: bool = True
     quantize: Literal["none", "fake"] = "fake"
+    # Candidates that drop layers get their classifier re-fitted to the teacher's logits on
+    # the first ``head_probe_batches`` shared batches before training (``estimate/head.py``).
+    refit_head: bool = False
+    head_probe_batches: int = 16
     seed: int = 0
 
     @classmethod
@@ -80,6 +85,7 @@ class FinetuneRecipe:
                       max_seq_len=estimate.max_seq_len, eval_samples=estimate.eval_samples,
                       distill=estimate.distill, temperature=estimate.temperature,
                       freeze_embeddings=estimate.freeze_embeddings, seed=estimate.seed,
+                      refit_head=estimate.refit_head,
                       eval_max_seq_len=getattr(task, "max_seq_len", 128))
         values.update(overrides)
         return cls(**values)
@@ -171,6 +177,14 @@ class CheapFinetune(Estimator):
             pairs=layer_map(arch), attention_mask=batch["attention_mask"],
             hidden_weight=weight)
 
+    def probe_head(self, student: nn.Module) -> bool:
+        """Re-fit ``student``'s classifier to the teacher's logits on the first shared
+        batches (the ones training starts with, so their teacher logits are reused)."""
+        steps = range(self.recipe.head_probe_batches)
+        batches = [self.shared.batch(step) for step in steps]
+        targets = [self._teacher_outputs(step, batch, False)[0] for step, batch in zip(steps, batches)]
+        return refit_head(student, batches, targets)
+
     def _optimizer(self, student: nn.Module) -> tuple[torch.optim.Optimizer, Any]:
         optimizer = make_optimizer(student, self.recipe.lr, self.recipe.weight_decay)
         warmup = max(self.recipe.warmup_steps, 1)
@@ -208,6 +222,8 @@ class CheapFinetune(Estimator):
         first = 0
         if resume_from is not None:
             first = self._restore(resume_from, arch, steps, student, optimizer, schedule)
+        elif self.recipe.refit_head and len(arch.kept_layers) < len(arch):
+            self.probe_head(student)
         hidden_weight = None
         if final is not None:
             schedule = _linear_decay(optimizer, final.lr, steps - first)
