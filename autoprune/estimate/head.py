@@ -19,7 +19,8 @@ classes of a model cut after layer 3: its layers must first learn to do that gat
 Off by default (``estimate.refit_head``): ``export`` replays the search's steps, so the re-fit
 also shapes the model a user takes home, and there it cost accuracy. ``h10/f0.3`` in 5 layers,
 the 0.5x pick of the end-to-end benchmark on the Zen 5, exported at 0.8807 with it and at
-0.8933 in the run before it existed (``benchmarks/end_to_end.py``; README, End to end).
+0.8933 in the run before it existed (``benchmarks/end_to_end.py``), and at 0.8853 against
+0.8911 side by side in ``benchmarks/export_recipe.py --refit`` (1 thread).
 """
 
 from __future__ import annotations
