@@ -85,7 +85,6 @@ def run(index: int, recipe: str, steps: int, threads: int, refit: bool = False) 
                              checkpoint_dir=cache.root / "export-recipe" / f"{recipe}-{refit}",
                              threads=threads)
     arch = Architecture.from_summary(ARCHITECTURES[index])
-    refit = refit and len(arch.kept_layers) < len(arch)  # it only ever applies to those
     started = time.perf_counter()
     _, searched = finetune.train(arch, SEARCH_STEPS)
     _, exported = finetune.train(arch, steps, resume_from=searched.checkpoint,
@@ -94,7 +93,7 @@ def run(index: int, recipe: str, steps: int, threads: int, refit: bool = False) 
         if result.checkpoint is not None:
             result.checkpoint.unlink(missing_ok=True)
     return {"architecture": ARCHITECTURES[index], "recipe": recipe, "steps": steps,
-            "refit_head": refit,
+            "refit_head": finetune.refits_head(arch),
             "search_metric": round(searched.value, 4), "metric": round(exported.value, 4),
             "teacher_metric": round(teacher.metric, 4), "threads": threads,
             "seconds": round(time.perf_counter() - started, 1)}

@@ -271,6 +271,7 @@ def test_only_candidates_that_drop_layers_get_their_head_refitted(tiny: dict) ->
         recipe = FinetuneRecipe(max_seq_len=32, eval_samples=60, refit_head=refit)
         estimator = CheapFinetune(tiny["teacher"], tiny["data"], tiny["importance"], recipe,
                                   threads=1)
+        assert (estimator.refits_head(HALF), estimator.refits_head(SPARSE_INT8)) == (refit, False)
         for arch in (HALF, SPARSE_INT8):
             student, result = estimator.train(arch, 0)
             heads[refit, arch] = student.classifier.weight.detach().clone()

@@ -177,6 +177,11 @@ class CheapFinetune(Estimator):
             pairs=layer_map(arch), attention_mask=batch["attention_mask"],
             hidden_weight=weight)
 
+    def refits_head(self, arch: Architecture) -> bool:
+        """Whether ``arch``'s classifier is re-fitted before training (``refit_head``): only a
+        candidate that drops layers feeds the head another layer's output."""
+        return self.recipe.refit_head and len(arch.kept_layers) < len(arch)
+
     def probe_head(self, student: nn.Module) -> bool:
         """Re-fit ``student``'s classifier to the teacher's logits on the first shared
         batches (the ones training starts with, so their teacher logits are reused)."""
@@ -222,7 +227,7 @@ class CheapFinetune(Estimator):
         first = 0
         if resume_from is not None:
             first = self._restore(resume_from, arch, steps, student, optimizer, schedule)
-        elif self.recipe.refit_head and len(arch.kept_layers) < len(arch):
+        elif self.refits_head(arch):
             self.probe_head(student)
         hidden_weight = None
         if final is not None:
