@@ -26,6 +26,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from autoprune import __version__
+from autoprune.drift import DEFAULT_DRIFT_GUARD, DriftGuard
 from autoprune.errors import AutopruneError, ExportError, UserInputError
 
 EXIT_USER_ERROR = 2
@@ -394,11 +395,10 @@ def search(
         help="Then export the best feasible trial to DIR (replacing an earlier export).")] = None,
     export_steps: Annotated[int | None, typer.Option(
         "--export-steps", min=1, metavar="S", help="Fine-tune the exported model to S steps.")] = None,
-    max_drift: MaxDriftOption = 0.10,
-    drift_attempts: DriftAttemptsOption = 3,
+    max_drift: MaxDriftOption = DEFAULT_DRIFT_GUARD.max_drift,
+    drift_attempts: DriftAttemptsOption = DEFAULT_DRIFT_GUARD.attempts,
 ) -> None:
     """Queue a job and run it at once in this process, then print its Pareto front."""
-    from autoprune.export import DriftGuard
     from autoprune.runner.service import HEARTBEAT_TIMEOUT_S, default_owner, run_job
     from autoprune.spec import JobSpec
 
@@ -589,12 +589,11 @@ def export(
         help="Fine-tune further, to S steps in all (default: the steps the search ran).")] = None,
     force: Annotated[bool, typer.Option("--force",
                                         help="Replace a previous export in DIR.")] = False,
-    max_drift: MaxDriftOption = 0.10,
-    drift_attempts: DriftAttemptsOption = 3,
+    max_drift: MaxDriftOption = DEFAULT_DRIFT_GUARD.max_drift,
+    drift_attempts: DriftAttemptsOption = DEFAULT_DRIFT_GUARD.attempts,
     db: DbOption = None,
 ) -> None:
     """Write a trial's compressed model to a loadable directory, re-measured and re-scored."""
-    from autoprune.export import DriftGuard
 
     guard = DriftGuard(max_drift=max_drift, attempts=drift_attempts)
     store = _store(db)
@@ -618,7 +617,7 @@ def _trial_number(store: Any, job: int, trial: str) -> int:
 
 def _export(store: Any, job: int, number: int, out_dir: Path, *, onnx: bool = False,
             steps: int | None = None, force: bool = False, drift_guard: Any = None) -> None:
-    from autoprune.export import DEFAULT_DRIFT_GUARD, export_trial
+    from autoprune.export import export_trial
 
     report = export_trial(store, job, number, out_dir, onnx=onnx, steps=steps, force=force,
                           progress=True, drift_guard=drift_guard or DEFAULT_DRIFT_GUARD)

@@ -278,3 +278,17 @@ def test_search_refuses_a_bad_drift_guard_before_queueing_anything(
     assert result.exit_code == 2, result.output
     assert "--drift-attempts" in _one_error_line(result.stderr)
     assert not (tmp_path / "cli.db").exists() or _rows(db) == []
+
+
+def test_the_cli_loads_without_torch_and_shows_the_drift_guards_own_defaults() -> None:
+    # The export options' defaults come from autoprune.drift, which must not pull torch into
+    # every CLI call (status, trials and pareto answer in well under a second without it).
+    probe = subprocess.run(
+        [sys.executable, "-c", "import sys, autoprune.cli; print('torch' in sys.modules)"],
+        capture_output=True, text=True, timeout=120)
+    assert probe.returncode == 0 and probe.stdout.strip() == "False", probe.stderr
+    from autoprune.drift import DEFAULT_DRIFT_GUARD
+
+    help_text = runner.invoke(app, ["export", "--help"], env={"COLUMNS": "200"}).output
+    assert f"[default: {DEFAULT_DRIFT_GUARD.max_drift}]" in help_text
+    assert f"[default: {DEFAULT_DRIFT_GUARD.attempts}]" in help_text
