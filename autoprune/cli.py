@@ -594,7 +594,6 @@ def export(
     db: DbOption = None,
 ) -> None:
     """Write a trial's compressed model to a loadable directory, re-measured and re-scored."""
-
     guard = DriftGuard(max_drift=max_drift, attempts=drift_attempts)
     store = _store(db)
     _export(store, job, _trial_number(store, job, trial), out_dir, onnx=onnx, steps=steps,
@@ -616,7 +615,8 @@ def _trial_number(store: Any, job: int, trial: str) -> int:
 
 
 def _export(store: Any, job: int, number: int, out_dir: Path, *, onnx: bool = False,
-            steps: int | None = None, force: bool = False, drift_guard: Any = None) -> None:
+            steps: int | None = None, force: bool = False,
+            drift_guard: DriftGuard | None = None) -> None:
     from autoprune.export import export_trial
 
     report = export_trial(store, job, number, out_dir, onnx=onnx, steps=steps, force=force,
