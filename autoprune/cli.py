@@ -615,12 +615,11 @@ def _trial_number(store: Any, job: int, trial: str) -> int:
 
 
 def _export(store: Any, job: int, number: int, out_dir: Path, *, onnx: bool = False,
-            steps: int | None = None, force: bool = False,
-            drift_guard: DriftGuard | None = None) -> None:
+            drift_guard: DriftGuard, steps: int | None = None, force: bool = False) -> None:
     from autoprune.export import export_trial
 
     report = export_trial(store, job, number, out_dir, onnx=onnx, steps=steps, force=force,
-                          progress=True, drift_guard=drift_guard or DEFAULT_DRIFT_GUARD)
+                          progress=True, drift_guard=drift_guard)
     for line in report.summary():
         _out().print(escape(line))
 

@@ -26,9 +26,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from end_to_end import job_spec
+from shallow_start import train_through
 
 from autoprune.estimate import build_estimator
-from autoprune.space import Architecture
 
 RESULTS = Path(__file__).resolve().parent / "results" / "selection_fidelity.json"
 STEPS = (100, 400)
@@ -46,17 +46,7 @@ def main() -> dict[str, Any]:
                     {"budget_ratio": 0.5}, settings)
     finetune = build_estimator(spec, threads=args.threads, progress=False)
     finetune = getattr(finetune, "finetune", finetune)
-    runs = []
-    for summary in args.architectures:
-        arch = Architecture.from_summary(summary)
-        checkpoint = None
-        for steps in STEPS:
-            _, result = finetune.train(arch, steps, resume_from=checkpoint)
-            checkpoint = result.checkpoint
-            run = {"architecture": summary, "steps": steps,
-                   "accuracy": round(float(result.value), 4), "seconds": round(result.seconds, 1)}
-            runs.append(run)
-            print(json.dumps(run), flush=True)
+    runs = [run for summary in args.architectures for run in train_through(finetune, summary, STEPS)]
     result = {"runs": runs, "threads": args.threads,
               "estimate": {"lr": finetune.recipe.lr, "hidden_weight": finetune.recipe.hidden_weight}}
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")

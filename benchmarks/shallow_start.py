@@ -23,18 +23,17 @@ import argparse
 import itertools
 import json
 import os
-from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from autoprune.estimate import build_estimator
+from end_to_end import GLUE, LATENCY_MODEL, REPO
+
+from autoprune.estimate import CheapFinetune, build_estimator
 from autoprune.space import Architecture
 from autoprune.spec import JobSpec
 
-REPO = Path(__file__).resolve().parent.parent
-GLUE = Path(os.environ.get("AUTOPRUNE_SHARED", REPO.parent / "shared")) / "data" / "glue"
 RESULTS = REPO / "benchmarks" / "results" / "shallow_start.json"
 STEPS = (0, 25, 100, 200, 400)
 ARCHITECTURES = ("h8/f0.3 h8/f0.3 h8/f0.3 - - -", "h4/f1 h4/f1 - - - -",
@@ -46,12 +45,29 @@ def spec(lr: float, refit_head: bool) -> JobSpec:
     return JobSpec.from_dict({
         "name": "shallow-start", "model": "minilm-l6",
         "task": {"name": "sst2", "data_dir": str(GLUE / "SST-2")},
-        "latency": {"model": str(REPO / "latency_models" / "this-cpu-torch-b1-s128.json"),
+        "latency": {"model": str(LATENCY_MODEL),
                     "budget_ratio": 0.5},
         "space": "bert-int8",
         "controller": {"name": "random", "evaluations": 1},
         "estimate": {"steps": 100, "rungs": [25, 100], "lr": lr, "refit_head": refit_head},
     }, base_dir=REPO)
+
+
+def train_through(finetune: CheapFinetune, summary: str, steps: tuple[int, ...],
+                  **labels: Any) -> list[dict[str, Any]]:
+    """Train ``summary`` through each of ``steps`` in turn, each stage resuming the previous
+    checkpoint as ASHA rungs do; one printed run (``labels`` + steps, accuracy, seconds) each."""
+    arch = Architecture.from_summary(summary)
+    checkpoint = None
+    runs = []
+    for step in steps:
+        _, result = finetune.train(arch, step, resume_from=checkpoint)
+        checkpoint = result.checkpoint
+        run = {"architecture": summary, **labels, "steps": step,
+               "accuracy": round(float(result.value), 4), "seconds": round(result.seconds, 1)}
+        runs.append(run)
+        print(json.dumps(run), flush=True)
+    return runs
 
 
 def main() -> dict[str, Any]:
@@ -68,15 +84,7 @@ def main() -> dict[str, Any]:
         finetune = build_estimator(spec(lr, refit), progress=False)
         finetune = getattr(finetune, "finetune", finetune)
         for summary in chosen:
-            arch = Architecture.from_summary(summary)
-            checkpoint = None
-            for steps in STEPS:
-                _, result = finetune.train(arch, steps, resume_from=checkpoint)
-                checkpoint = result.checkpoint
-                run = {"architecture": summary, "lr": lr, "refit_head": refit, "steps": steps,
-                       "accuracy": round(float(result.value), 4), "seconds": round(result.seconds, 1)}
-                runs.append(run)
-                print(json.dumps(run), flush=True)
+            runs += train_through(finetune, summary, STEPS, lr=lr, refit_head=refit)
     def key(run: dict[str, Any]) -> tuple[Any, ...]:
         return run["architecture"], run["lr"], run.get("refit_head", False), run["steps"]
 

@@ -238,10 +238,12 @@ def test_distillation_loss_decreases_on_a_fixed_batch(tiny: dict) -> None:
 
 def _logit_error(estimator: CheapFinetune, student: torch.nn.Module, batches: int) -> float:
     student.eval()
+    errors = []
     with torch.no_grad():
-        errors = [(student(**model_inputs(estimator.shared.batch(step))).logits
-                   - estimator._teacher_outputs(step, estimator.shared.batch(step), False)[0])
-                  .pow(2).mean().item() for step in range(batches)]
+        for step in range(batches):
+            batch = estimator.shared.batch(step)
+            logits = student(**model_inputs(batch)).logits
+            errors.append((logits - estimator._teacher_outputs(step, batch, False)[0]).pow(2).mean().item())
     return sum(errors) / len(errors)
 
 
