@@ -268,6 +268,9 @@ def main() -> None:
                         help="at most this many feasible front members exported per run (default: all)")
     parser.add_argument("--results", type=Path, default=RESULTS, help="where the JSON goes")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of the fine-tunes")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the runs already in --results for budgets and seeds this "
+                             "invocation does not run (each marked from_earlier_results)")
     parser.add_argument("--phase", choices=["search", "export", "all", "report"], default="all",
                         help="report: write the results of the runs done so far, run nothing")
     args = parser.parse_args()
@@ -288,6 +291,14 @@ def main() -> None:
     if args.phase == "search":
         print(json.dumps({"searched": len(runs), "seconds": round(time.perf_counter() - started)}))
         return
+    if args.merge and args.results.is_file():
+        # Seeds searched in an earlier session on the same CPU: the store that held them is
+        # gone, their results are not.
+        done = {(run["budget_ratio"], run["seed"]) for run in runs}
+        runs += [{**run, "from_earlier_results": True}
+                 for run in json.loads(args.results.read_text())["runs"]
+                 if (run["budget_ratio"], run["seed"]) not in done]
+        runs.sort(key=lambda run: (-run["budget_ratio"], run["seed"]))
     fronts = [member for run in runs for member in run["front"]]
     gains = [run["searched_minus_uniform"] for run in runs if run["searched_minus_uniform"] is not None]
     ceilings = [run["teacher_minus_uniform"] for run in runs if run["teacher_minus_uniform"] is not None]
