@@ -55,6 +55,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from autoprune.export import export_trial
 from autoprune.front import best_feasible, front_rows, job_budget_ms
+from autoprune.latency.fingerprint import device_fingerprint
 from autoprune.runner.prepare import autoprune_home
 from autoprune.runner.service import HEARTBEAT_TIMEOUT_S, run_job
 from autoprune.spec import JobSpec
@@ -68,6 +69,8 @@ OWNER = "end-to-end-benchmark"
 EXPORTS = autoprune_home() / "benchmarks" / "end_to_end"
 DEFAULT_EXPORT_STEPS = 1000
 DEFAULT_EVALUATIONS = 16
+# What must match for --merge to put two sessions' runs in one result.
+MERGE_DEVICE_KEYS = ("cpu_model", "cpu_id", "isa", "libraries")
 # The issue's accuracy targets: points below the teacher (0-1 scale) allowed at each budget.
 TOLERANCE = {0.5: 0.01, 0.3: 0.02}
 
@@ -291,19 +294,26 @@ def main() -> None:
     if args.phase == "search":
         print(json.dumps({"searched": len(runs), "seconds": round(time.perf_counter() - started)}))
         return
+    device = {key: value for key, value in device_fingerprint("torch", args.threads).items()
+              if key in MERGE_DEVICE_KEYS}
     if args.merge and args.results.is_file():
         # Seeds searched in an earlier session on the same CPU: the store that held them is
-        # gone, their results are not.
+        # gone, their results are not. Runs from another CPU or library version are not the
+        # same benchmark (latency and even accuracy move), so they are refused.
+        earlier = json.loads(args.results.read_text())
+        changed = [f"{key} {earlier['device'].get(key)!r} != {value!r}" for key, value in device.items()
+                   if "device" in earlier and earlier["device"].get(key) != value]
+        if changed:
+            raise SystemExit(f"--merge: {args.results} was measured on another device: {'; '.join(changed)}")
         done = {(run["budget_ratio"], run["seed"]) for run in runs}
-        runs += [{**run, "from_earlier_results": True}
-                 for run in json.loads(args.results.read_text())["runs"]
+        runs += [{**run, "from_earlier_results": True} for run in earlier["runs"]
                  if (run["budget_ratio"], run["seed"]) not in done]
         runs.sort(key=lambda run: (-run["budget_ratio"], run["seed"]))
     fronts = [member for run in runs for member in run["front"]]
     gains = [run["searched_minus_uniform"] for run in runs if run["searched_minus_uniform"] is not None]
     ceilings = [run["teacher_minus_uniform"] for run in runs if run["teacher_minus_uniform"] is not None]
     result = {
-        "model": "minilm-l6", "task": "sst2", "batch": 1, "seq_len": 128,
+        "model": "minilm-l6", "task": "sst2", "batch": 1, "seq_len": 128, "device": device,
         "runs": runs,
         "missing_runs": missing,
         "front_within_budget_share": round(sum(m["within_budget"] for m in fronts) / len(fronts), 4),
