@@ -55,7 +55,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from autoprune.export import export_trial
 from autoprune.front import best_feasible, front_rows, job_budget_ms
-from autoprune.latency.fingerprint import device_fingerprint
+from autoprune.latency.fingerprint import device_fingerprint, differences
 from autoprune.runner.prepare import autoprune_home
 from autoprune.runner.service import HEARTBEAT_TIMEOUT_S, run_job
 from autoprune.spec import JobSpec
@@ -69,7 +69,8 @@ OWNER = "end-to-end-benchmark"
 EXPORTS = autoprune_home() / "benchmarks" / "end_to_end"
 DEFAULT_EXPORT_STEPS = 1000
 DEFAULT_EVALUATIONS = 16
-# What must match for --merge to put two sessions' runs in one result.
+# What must match for --merge to put two sessions' runs in one result (a subset of the
+# fingerprint's compared keys, so fingerprint.differences compares exactly these).
 MERGE_DEVICE_KEYS = ("cpu_model", "cpu_id", "isa", "libraries")
 # The issue's accuracy targets: points below the teacher (0-1 scale) allowed at each budget.
 TOLERANCE = {0.5: 0.01, 0.3: 0.02}
@@ -301,8 +302,8 @@ def main() -> None:
         # gone, their results are not. Runs from another CPU or library version are not the
         # same benchmark (latency and even accuracy move), so they are refused.
         earlier = json.loads(args.results.read_text())
-        changed = [f"{key} {earlier['device'].get(key)!r} != {value!r}" for key, value in device.items()
-                   if "device" in earlier and earlier["device"].get(key) != value]
+        # Results written before they recorded a device are taken as this one's.
+        changed = differences(earlier.get("device", device), device)
         if changed:
             raise SystemExit(f"--merge: {args.results} was measured on another device: {'; '.join(changed)}")
         done = {(run["budget_ratio"], run["seed"]) for run in runs}
