@@ -7,16 +7,27 @@ given architectures with the search's estimate settings straight through 100 ste
 resume) and on to 400, and records the dev accuracy at each, to see whether a third ASHA rung
 at 400 steps would have ranked them as the export does.
 
+``--final N [N ...]`` asks the export's question instead: each architecture trains through
+the search's rungs (25, 100 steps), then from the 100-step checkpoint through the export's
+final phase (:class:`~autoprune.estimate.FinalPhase`: lr from 1e-4 decaying to 0, hidden
+states distilled) for N more steps, each N on its own. N = 900 is ``autoprune export``'s
+1,000 steps; a short N is a candidate top rung that trains as the export does. The default
+architectures are then the end-to-end searches' picks whose export lost to the uniform
+model (:data:`EXPORTED` has what those exports measured).
+
 Writes ``benchmarks/results/selection_fidelity.json``: ``runs`` (architecture, steps, accuracy,
-seconds). Needs the cached SST-2 teacher (trained on first use: ~7 min).
+seconds), and ``final_phase`` for ``--final`` (``final_steps`` too); each mode keeps the
+other's results, and ``--final`` keeps the runs of architectures it was not given. Needs the cached SST-2 teacher (trained on first use: ~7 min).
 
     python benchmarks/selection_fidelity.py
     python benchmarks/selection_fidelity.py "h6/f0.5 h6/f0.5 h6/f0.5 h6/f0.5 h6/f0.5 -"
+    python benchmarks/selection_fidelity.py --final 200 900 --threads 1
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -28,27 +39,76 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from end_to_end import job_spec
 from shallow_start import train_through
 
-from autoprune.estimate import build_estimator
+from autoprune.estimate import FinalPhase, build_estimator
+from autoprune.space import Architecture
 
 RESULTS = Path(__file__).resolve().parent / "results" / "selection_fidelity.json"
 STEPS = (100, 400)
 ARCHITECTURES = ("h4/f0.2 h12/f0.2 h12/f0.6 h12/f0.2 h12/f0.2 -",
                  "h10/f0.3 h10/f0.3 h10/f0.3 h10/f0.3 h10/f0.3 -")
+RUNGS = (25, 100)
+# Dev accuracy of ``autoprune export`` (1,000 steps) in the end-to-end runs, each pair a
+# searched pick and the uniform model it lost to (searched with dropout restarted per rung).
+EXPORTED: dict[str, dict[str, Any]] = {
+    "h4/f0.2 h12/f0.2 h12/f0.6 h12/f0.2 h12/f0.2 -": {"accuracy": 0.8865, "run": "Zen 5 0.5x seed 1"},
+    "h10/f0.3 h10/f0.3 h10/f0.3 h10/f0.3 h10/f0.3 -": {"accuracy": 0.8933, "run": "Zen 5 0.5x seed 1"},
+    "h6/f0.5/b8 h6/f0.8 - - - h6/f0.3/b8": {"accuracy": 0.8647, "run": "Zen 3 0.3x seed 0"},
+    "h8/f0.2/b8 h8/f0.2/b8 h8/f0.2/b8 h8/f0.2/b8 - -": {"accuracy": 0.8807, "run": "Zen 3 0.3x seeds 1, 2"},
+    "h6/f0.3 h6/f0.9 h6/f0.3 h6/f0.3 - h6/f0.3": {"accuracy": 0.8819, "run": "Zen 3 0.5x e64"},
+    "h8/f0.3 h8/f0.3 h8/f0.3 h8/f0.3 h8/f0.3 -": {"accuracy": 0.8842, "run": "Zen 3 0.5x e64"},
+}
+
+
+def train_final(finetune: Any, summary: str, extra: tuple[int, ...]) -> list[dict[str, Any]]:
+    """The search's rungs, then each of ``extra`` final-phase steps from the last rung."""
+    arch = Architecture.from_summary(summary)
+    runs, checkpoint = [], None
+    for steps in RUNGS:
+        _, result = finetune.train(arch, steps, resume_from=checkpoint)
+        checkpoint = result.checkpoint
+        runs.append({"architecture": summary, "steps": steps,
+                     "accuracy": round(float(result.value), 4), "seconds": round(result.seconds, 1)})
+        print(json.dumps(runs[-1]), flush=True)
+    for steps in extra:
+        _, result = finetune.train(arch, RUNGS[-1] + steps, resume_from=checkpoint,
+                                   final=FinalPhase())
+        run = {"architecture": summary, "steps": RUNGS[-1] + steps, "final_steps": steps,
+               "accuracy": round(float(result.value), 4), "seconds": round(result.seconds, 1)}
+        runs.append(run)
+        print(json.dumps(run), flush=True)
+    return runs
 
 
 def main() -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("architectures", nargs="*", default=list(ARCHITECTURES))
+    parser.add_argument("architectures", nargs="*", default=[])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--final", type=int, nargs="+", default=None, metavar="N",
+                        help="final-phase steps after the 100-step rung (the export's question)")
     args = parser.parse_args()
+    architectures = args.architectures or list(EXPORTED if args.final else ARCHITECTURES)
     settings = argparse.Namespace(steps=STEPS[0], eval_samples=None, threads=args.threads)
     spec = job_spec("selection-fidelity", "bert-structured", {"name": "random", "evaluations": 1},
                     {"budget_ratio": 0.5}, settings)
     finetune = build_estimator(spec, threads=args.threads, progress=False)
     finetune = getattr(finetune, "finetune", finetune)
-    runs = [run for summary in args.architectures for run in train_through(finetune, summary, STEPS)]
-    result = {"runs": runs, "threads": args.threads,
-              "estimate": {"lr": finetune.recipe.lr, "hidden_weight": finetune.recipe.hidden_weight}}
+    estimate = {"lr": finetune.recipe.lr, "hidden_weight": finetune.recipe.hidden_weight}
+    if args.final:
+        new = [run for summary in architectures
+               for run in train_final(finetune, summary, tuple(args.final))]
+        # Read after training: runs of architectures not given here are kept, including those
+        # another process (given the rest of the list) wrote in the meantime.
+        result = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+        runs = [run for run in result.get("final_phase", {}).get("runs", [])
+                if run["architecture"] not in architectures] + new
+        result["final_phase"] = {"runs": runs, "threads": args.threads, "estimate": estimate,
+                                 "final_phase": dataclasses.asdict(FinalPhase()),
+                                 "exported": {run["architecture"]: EXPORTED[run["architecture"]]
+                                              for run in runs if run["architecture"] in EXPORTED}}
+    else:
+        runs = [run for summary in architectures for run in train_through(finetune, summary, STEPS)]
+        result = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+        result.update({"runs": runs, "threads": args.threads, "estimate": estimate})
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     return result
 

@@ -8,9 +8,9 @@ Two choices make estimates comparable and resumable:
 
 * every candidate sees the same seeded batch sequence, so differences between candidates
   come from their architectures, not from which examples they drew;
-* the learning rate is constant after a short warm-up, so training k steps, saving, and
-  resuming to n steps is the same run as training n steps at once: ASHA rungs resume
-  candidates rather than retrain them.
+* the learning rate is constant after a short warm-up, and a checkpoint carries the random
+  state that dropout draws from, so training k steps, saving, and resuming to n steps is the
+  same run as training n steps at once: ASHA rungs resume candidates rather than retrain them.
 """
 
 from __future__ import annotations
@@ -270,7 +270,7 @@ class CheapFinetune(Estimator):
         partial = path.with_name(f".{path.name}.{os.getpid()}")
         torch.save({"architecture": arch.to_json(), "step": steps,
                     "model": model_state, "optimizer": optimizer.state_dict(),
-                    "schedule": schedule.state_dict()}, partial)
+                    "schedule": schedule.state_dict(), "rng": torch.get_rng_state()}, partial)
         partial.replace(path)  # atomic: a parallel reader never sees half a file
         return path
 
@@ -286,6 +286,12 @@ class CheapFinetune(Estimator):
             raise CheckpointError(f"{path}: checkpoint does not match the candidate's weights")
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
+        # Dropout goes on from where the lower rung stopped; without this it would replay the
+        # stream from the seed, which moved a 100-step MiniLM estimate by about a point against
+        # the straight run (benchmarks/selection_fidelity.py). Checkpoints written before the
+        # state was saved resume from the seed, as they did.
+        if "rng" in state:
+            torch.set_rng_state(state["rng"])
         return int(state["step"])
 
 
