@@ -17,7 +17,8 @@ model (:data:`EXPORTED` has what those exports measured).
 
 Writes ``benchmarks/results/selection_fidelity.json``: ``runs`` (architecture, steps, accuracy,
 seconds), and ``final_phase`` for ``--final`` (``final_steps`` too); each mode keeps the
-other's results, and ``--final`` keeps the runs of architectures it was not given. Needs the cached SST-2 teacher (trained on first use: ~7 min).
+other's results, and ``--final`` keeps the runs of architectures it was not given. Needs the
+cached SST-2 teacher (trained on first use: 7-15 min).
 
     python benchmarks/selection_fidelity.py
     python benchmarks/selection_fidelity.py "h6/f0.5 h6/f0.5 h6/f0.5 h6/f0.5 h6/f0.5 -"
