@@ -83,11 +83,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # Every recipe above uses lr 1e-4 or more (MEASUREMENTS.md's figure for MiniLM on SST-2);
     # BERT's own GLUE recipe uses 2e-5 to 5e-5, and a lower rate may move less between
     # checkpoints. Through prepare_teacher (the default recipe but for lr and steps).
+    # Measured: 0.301 and 0.294 at the end, lower than lr 1e-4.
     "lr5e-5": {"lr": 5e-5, "steps": 2000, "freeze_embeddings": True},
-    # The default recipe itself, for its spread over seeds (``--seed``; results are stored
-    # under ``default-seed<N>``): how much of 0.339 against 0.35 is the seed?
-    "default": {"lr": 1e-4, "steps": 2000, "freeze_embeddings": True},
     "lr3e-5": {"lr": 3e-5, "steps": 3000, "freeze_embeddings": True},
+    # The default recipe itself, for its spread over seeds (``--seed``; results are stored
+    # under ``default-seed<N>``): how much of 0.339 against 0.35 is the seed? Measured: 0.295
+    # and 0.267 at seeds 1 and 2.
+    "default": {"lr": 1e-4, "steps": 2000, "freeze_embeddings": True},
 }
 # The variants trained through prepare_teacher (a TeacherRecipe), with its per-step callback.
 RECIPE_KEYS = {"average_from", "freeze_embeddings"}
