@@ -142,6 +142,10 @@ class EstimateSpec(_Frozen):
     teacher_steps: PositiveInt | None = None
     teacher_lr: float = Field(default=1e-4, gt=0, le=1)
     seed: int = 0
+    # The candidates' fine-tunes alone (batch order, dropout, dev subset); None: ``seed``,
+    # which also seeds the teacher and the importance scores. Set apart, repeated estimates
+    # sample the fine-tune's noise against one cached teacher.
+    finetune_seed: int | None = None
     kind: Literal["finetune", "proxy", "null"] = "finetune"
     # The null estimator answers from the architecture alone; this makes each answer take
     # this long (service-overhead benchmarks and tests of long trials).

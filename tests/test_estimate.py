@@ -375,6 +375,15 @@ def test_build_estimator_from_a_job_spec(tiny: dict, tmp_path: Path) -> None:
     null = build_estimator(spec.model_copy(update={"estimate": spec.estimate.model_copy(
         update={"kind": "null"})}))
     assert isinstance(null, NullEstimator)
+    # A fine-tune seed of its own reseeds the candidates' training, not the cached teacher.
+    reseeded = build_estimator(spec.model_copy(update={"estimate": spec.estimate.model_copy(
+        update={"finetune_seed": 5})}), cache=tiny["cache"], threads=1, progress=False)
+    assert reseeded.teacher.cached and reseeded.teacher.key == estimator.teacher.key  # type: ignore[attr-defined]
+    assert reseeded.recipe.seed == 5 and estimator.recipe.seed == 0  # type: ignore[attr-defined]
+    assert not torch.equal(reseeded.shared.batch(0)["input_ids"],  # type: ignore[attr-defined]
+                           estimator.shared.batch(0)["input_ids"])
+    assert FinetuneRecipe.from_spec(EstimateSpec(seed=3)).seed == 3
+    assert FinetuneRecipe.from_spec(EstimateSpec(seed=3, finetune_seed=7)).seed == 7
 
 
 @pytest.mark.slow
@@ -396,3 +405,4 @@ def test_minilm_on_sst2_end_to_end(glue_dir: Path, minilm_dir: Path, tmp_path: P
     assert result.steps == 10 and 0.4 < result.value <= 1.0
     proxy = ProxyEstimator(estimator).evaluate(Architecture.dense(6, 12))
     assert proxy.value == pytest.approx(teacher.metric, abs=0.02)  # fake-quant off: the teacher
+

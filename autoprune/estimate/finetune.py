@@ -84,7 +84,9 @@ class FinetuneRecipe:
         values = dict(batch_size=estimate.batch_size, lr=estimate.lr,
                       max_seq_len=estimate.max_seq_len, eval_samples=estimate.eval_samples,
                       distill=estimate.distill, temperature=estimate.temperature,
-                      freeze_embeddings=estimate.freeze_embeddings, seed=estimate.seed,
+                      freeze_embeddings=estimate.freeze_embeddings,
+                      seed=(estimate.seed if estimate.finetune_seed is None
+                            else estimate.finetune_seed),
                       refit_head=estimate.refit_head,
                       eval_max_seq_len=getattr(task, "max_seq_len", 128))
         values.update(overrides)
