@@ -37,6 +37,13 @@ bounds the search's gain unless its model beats the teacher.
 
     python benchmarks/end_to_end.py                        # 2 budgets x 3 seeds
     python benchmarks/end_to_end.py --seeds 0 --budgets 0.5:bert-structured
+    python benchmarks/end_to_end.py --finetune-seeds --results benchmarks/results/end_to_end_fs.json
+
+Without ``--finetune-seeds`` only the controller's seed changes between seeds and every
+fine-tune (search, exports, uniform baseline) runs at seed 0, so two seeds that pick the same
+architecture report the same accuracy to the last digit, and the median over seeds does not
+sample training noise (about a point for one 1,000-step export: ``selection_fidelity.py
+--final``).
 """
 
 from __future__ import annotations
@@ -81,7 +88,7 @@ def tolerance(ratio: float) -> float:
 
 
 def job_spec(name: str, space: str, controller: dict[str, Any], latency: dict[str, Any],
-             args: argparse.Namespace) -> JobSpec:
+             args: argparse.Namespace, finetune_seed: int | None = None) -> JobSpec:
     return JobSpec.from_dict({
         "name": name,
         "model": "minilm-l6",
@@ -92,7 +99,7 @@ def job_spec(name: str, space: str, controller: dict[str, Any], latency: dict[st
         "controller": controller,
         "objective": {"kind": "constrained"},
         "estimate": {"steps": args.steps, "rungs": [args.steps // 4, args.steps],
-                     "eval_samples": args.eval_samples},
+                     "eval_samples": args.eval_samples, "finetune_seed": finetune_seed},
         "executor": {"kind": "local", "cpus_per_worker": args.threads},
     }, base_dir=REPO)
 
@@ -139,10 +146,16 @@ def one_run(store: Store, ratio: float, space: str, seed: int, args: argparse.Na
     tag = f"{space}-{ratio:g}-s{seed}"
     if args.evaluations != DEFAULT_EVALUATIONS:  # its own jobs and exports beside the default
         tag += f"-e{args.evaluations}"
+    # --finetune-seeds: the run's seed also reseeds the fine-tunes of the search, its exports
+    # and its uniform baseline (the teacher stays seed 0's), so the seeds sample training
+    # noise; their own jobs and exports.
+    finetune_seed = seed if args.finetune_seeds else None
+    if args.finetune_seeds:
+        tag += "-fs"
     searched = job_spec(f"e2e-search-{tag}", space,
                         {"name": "evolution", "evaluations": args.evaluations, "population": 8,
                          "seed": seed, "options": {"warm_start": args.warm_start}},
-                        {"budget_ratio": ratio, "margin": args.margin}, args)
+                        {"budget_ratio": ratio, "margin": args.margin}, args, finetune_seed)
     report_only = args.phase == "report"
     job_id = run_or_reuse(store, searched, report_only)
     if args.phase == "search":
@@ -170,7 +183,7 @@ def one_run(store: Store, ratio: float, space: str, seed: int, args: argparse.Na
     matched_ms = float(report["predicted_latency_ms"])
     uniform = job_spec(f"e2e-uniform-at-predicted-{tag}", space,
                        {"name": "uniform", "evaluations": args.uniform_evaluations, "seed": seed},
-                       {"budget_ms": matched_ms}, args)
+                       {"budget_ms": matched_ms}, args, finetune_seed)
     uniform_id = run_or_reuse(store, uniform, report_only)
     uniform_rows = front_rows(store.trials(uniform_id), matched_ms, measured=False)
     uniform_best = best_feasible(uniform_rows)
@@ -268,6 +281,10 @@ def main() -> None:
     parser.add_argument("--margin", type=float, default=0.03,
                         help="latency.margin of the searches (fraction of the budget held back)")
     parser.add_argument("--uniform-evaluations", type=int, default=4)
+    parser.add_argument("--finetune-seeds", action="store_true",
+                        help="each run's seed also seeds its fine-tunes (estimate.finetune_seed), "
+                             "for the search and its uniform baseline alike; default: the "
+                             "controller's seed only, every fine-tune at seed 0")
     parser.add_argument("--front", type=int, default=None,
                         help="at most this many feasible front members exported per run (default: all)")
     parser.add_argument("--results", type=Path, default=RESULTS, help="where the JSON goes")
@@ -306,6 +323,10 @@ def main() -> None:
         changed = differences(earlier.get("device", device), device)
         if changed:
             raise SystemExit(f"--merge: {args.results} was measured on another device: {'; '.join(changed)}")
+        # Results written before the option existed ran every fine-tune at seed 0.
+        if earlier.get("settings", {}).get("finetune_seeds", False) != args.finetune_seeds:
+            raise SystemExit(f"--merge: {args.results} was run "
+                             f"{'with' if not args.finetune_seeds else 'without'} --finetune-seeds")
         done = {(run["budget_ratio"], run["seed"]) for run in runs}
         runs += [{**run, "from_earlier_results": True} for run in earlier["runs"]
                  if (run["budget_ratio"], run["seed"]) not in done]
@@ -317,7 +338,8 @@ def main() -> None:
         "model": "minilm-l6", "task": "sst2", "batch": 1, "seq_len": 128, "device": device,
         "runs": runs,
         "missing_runs": missing,
-        "front_within_budget_share": round(sum(m["within_budget"] for m in fronts) / len(fronts), 4),
+        "front_within_budget_share": (round(sum(m["within_budget"] for m in fronts) / len(fronts), 4)
+                                      if fronts else None),
         "searched_minus_uniform_median": round(statistics.median(gains), 4) if gains else None,
         "teacher_minus_uniform_median": round(statistics.median(ceilings), 4) if ceilings else None,
         "settings": {k: v for k, v in vars(args).items() if k not in ("phase", "threads", "results")},
@@ -328,7 +350,8 @@ def main() -> None:
         **{f"within_{tolerance(ratio) * 100:g}_points_of_teacher_at_{ratio:g}": all(
             r["within_budget"] and r["metric_minus_teacher"] >= -tolerance(ratio) for r in rs)
            if rs else None for ratio, rs in by_ratio.items()},
-        "front_within_budget_share_min_0.95": result["front_within_budget_share"] >= 0.95,
+        "front_within_budget_share_min_0.95": (None if result["front_within_budget_share"] is None
+                                               else result["front_within_budget_share"] >= 0.95),
         "beats_uniform_by_1_point_median": bool(gains) and statistics.median(gains) >= 0.01,
     }
     args.results.parent.mkdir(parents=True, exist_ok=True)
