@@ -41,7 +41,6 @@ from end_to_end import job_spec
 from shallow_start import train_through
 
 from autoprune.estimate import FinalPhase, build_estimator
-from autoprune.space import Architecture
 
 RESULTS = Path(__file__).resolve().parent / "results" / "selection_fidelity.json"
 STEPS = (100, 400)
@@ -60,26 +59,6 @@ EXPORTED: dict[str, dict[str, Any]] = {
 }
 
 
-def train_final(finetune: Any, summary: str, extra: tuple[int, ...]) -> list[dict[str, Any]]:
-    """The search's rungs, then each of ``extra`` final-phase steps from the last rung."""
-    arch = Architecture.from_summary(summary)
-    runs, checkpoint = [], None
-    for steps in RUNGS:
-        _, result = finetune.train(arch, steps, resume_from=checkpoint)
-        checkpoint = result.checkpoint
-        runs.append({"architecture": summary, "steps": steps,
-                     "accuracy": round(float(result.value), 4), "seconds": round(result.seconds, 1)})
-        print(json.dumps(runs[-1]), flush=True)
-    for steps in extra:
-        _, result = finetune.train(arch, RUNGS[-1] + steps, resume_from=checkpoint,
-                                   final=FinalPhase())
-        run = {"architecture": summary, "steps": RUNGS[-1] + steps, "final_steps": steps,
-               "accuracy": round(float(result.value), 4), "seconds": round(result.seconds, 1)}
-        runs.append(run)
-        print(json.dumps(run), flush=True)
-    return runs
-
-
 def main() -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("architectures", nargs="*", default=[])
@@ -94,12 +73,14 @@ def main() -> dict[str, Any]:
     finetune = build_estimator(spec, threads=args.threads, progress=False)
     finetune = getattr(finetune, "finetune", finetune)
     estimate = {"lr": finetune.recipe.lr, "hidden_weight": finetune.recipe.hidden_weight}
+    stages = RUNGS if args.final else STEPS
+    new = [run for summary in architectures
+           for run in train_through(finetune, summary, stages, tuple(args.final or ()))]
+    # Read after training: runs kept from the file include those another process (given the
+    # rest of the list) wrote in the meantime.
+    result = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     if args.final:
-        new = [run for summary in architectures
-               for run in train_final(finetune, summary, tuple(args.final))]
-        # Read after training: runs of architectures not given here are kept, including those
-        # another process (given the rest of the list) wrote in the meantime.
-        result = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+        # Runs of architectures not given here are kept.
         runs = [run for run in result.get("final_phase", {}).get("runs", [])
                 if run["architecture"] not in architectures] + new
         result["final_phase"] = {"runs": runs, "threads": args.threads, "estimate": estimate,
@@ -107,9 +88,7 @@ def main() -> dict[str, Any]:
                                  "exported": {run["architecture"]: EXPORTED[run["architecture"]]
                                               for run in runs if run["architecture"] in EXPORTED}}
     else:
-        runs = [run for summary in architectures for run in train_through(finetune, summary, STEPS)]
-        result = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
-        result.update({"runs": runs, "threads": args.threads, "estimate": estimate})
+        result.update({"runs": new, "threads": args.threads, "estimate": estimate})
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     return result
 

@@ -30,7 +30,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from end_to_end import GLUE, LATENCY_MODEL, REPO
 
-from autoprune.estimate import CheapFinetune, build_estimator
+from autoprune.estimate import CheapFinetune, FinalPhase, build_estimator
 from autoprune.space import Architecture
 from autoprune.spec import JobSpec
 
@@ -54,19 +54,29 @@ def spec(lr: float, refit_head: bool) -> JobSpec:
 
 
 def train_through(finetune: CheapFinetune, summary: str, steps: tuple[int, ...],
-                  **labels: Any) -> list[dict[str, Any]]:
+                  then_final: tuple[int, ...] = (), **labels: Any) -> list[dict[str, Any]]:
     """Train ``summary`` through each of ``steps`` in turn, each stage resuming the previous
-    checkpoint as ASHA rungs do; one printed run (``labels`` + steps, accuracy, seconds) each."""
+    checkpoint as ASHA rungs do, then (``then_final``) each of these numbers of steps more in
+    the export's :class:`FinalPhase`, each from the last stage's checkpoint; one printed run
+    (``labels`` + steps, accuracy, seconds; ``final_steps`` for the final phase) each."""
     arch = Architecture.from_summary(summary)
     checkpoint = None
     runs = []
-    for step in steps:
-        _, result = finetune.train(arch, step, resume_from=checkpoint)
-        checkpoint = result.checkpoint
-        run = {"architecture": summary, **labels, "steps": step,
+
+    def record(step: int, result: Any, **extra: Any) -> None:
+        run = {"architecture": summary, **labels, "steps": step, **extra,
                "accuracy": round(float(result.value), 4), "seconds": round(result.seconds, 1)}
         runs.append(run)
         print(json.dumps(run), flush=True)
+
+    for step in steps:
+        _, result = finetune.train(arch, step, resume_from=checkpoint)
+        checkpoint = result.checkpoint
+        record(step, result)
+    for extra in then_final:
+        _, result = finetune.train(arch, steps[-1] + extra, resume_from=checkpoint,
+                                   final=FinalPhase())
+        record(steps[-1] + extra, result, final_steps=extra)
     return runs
 
 
