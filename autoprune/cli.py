@@ -379,6 +379,9 @@ def latency_validate(
         ("two passes agree within ±10%", f"{record.repeatability_within_10pct:.1%}"),
         ("dense now / when profiled", ", ".join(f"{d:.2f}" for d in record.dense_drift)),
     ]
+    margin = latency_model.with_document(validation=record).suggested_margin()
+    if margin is not None:
+        rows.append(("latency.margin: auto would hold back", f"{margin:.1%}"))
     for name, value in rows:
         table.add_row(escape(name), value)
     _out().print(table)

@@ -89,7 +89,8 @@ class LatencySpec(_Frozen):
     budget_ratio: float | None = Field(default=None, gt=0, le=1)
     # Fraction of the budget held back for the latency model's error: the search aims under
     # budget x (1 - margin), so that what it finds still re-measures within the budget.
-    margin: float = Field(default=0.0, ge=0, lt=0.5)
+    # "auto": the latency model's own held-out error on its device (LatencyModel.suggested_margin).
+    margin: float | Literal["auto"] = 0.0
     batch: PositiveInt = 1
     seq_len: PositiveInt = 128
     backend: Literal["torch", "onnxruntime"] = "torch"
@@ -100,6 +101,21 @@ class LatencySpec(_Frozen):
     @classmethod
     def _resolve_model(cls, value: Path | None, info: ValidationInfo) -> Path | None:
         return None if value is None else _resolve(value, info)
+
+    @field_validator("margin", mode="before")
+    @classmethod
+    def _check_margin(cls, value: Any) -> Any:
+        # Checked here rather than by the union's own errors, which would name its branches
+        # ("latency.margin.float: ...") instead of the key the user wrote.
+        if value == "auto":
+            return value
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"must be a number in [0, 0.5) or 'auto' (got {value!r})")
+        if value < 0:
+            raise ValueError("must be >= 0")
+        if value >= 0.5:
+            raise ValueError("must be < 0.5")
+        return float(value)
 
     @model_validator(mode="after")
     def _check(self) -> LatencySpec:

@@ -76,11 +76,16 @@ OWNER = "end-to-end-benchmark"
 EXPORTS = autoprune_home() / "benchmarks" / "end_to_end"
 DEFAULT_EXPORT_STEPS = 1000
 DEFAULT_EVALUATIONS = 16
+DEFAULT_MARGIN: float | str = 0.03
 # What must match for --merge to put two sessions' runs in one result (a subset of the
 # fingerprint's compared keys, so fingerprint.differences compares exactly these).
 MERGE_DEVICE_KEYS = ("cpu_model", "cpu_id", "isa", "libraries")
 # The issue's accuracy targets: points below the teacher (0-1 scale) allowed at each budget.
 TOLERANCE = {0.5: 0.01, 0.3: 0.02}
+
+
+def margin_option(text: str) -> float | str:
+    return text if text == "auto" else float(text)
 
 
 def tolerance(ratio: float) -> float:
@@ -146,6 +151,8 @@ def one_run(store: Store, ratio: float, space: str, seed: int, args: argparse.Na
     tag = f"{space}-{ratio:g}-s{seed}"
     if args.evaluations != DEFAULT_EVALUATIONS:  # its own jobs and exports beside the default
         tag += f"-e{args.evaluations}"
+    if args.margin != DEFAULT_MARGIN:
+        tag += f"-m{args.margin}"
     # --finetune-seeds: the run's seed also reseeds the fine-tunes of the search, its exports
     # and its uniform baseline (the teacher stays seed 0's), so the seeds sample training
     # noise; their own jobs and exports.
@@ -278,8 +285,9 @@ def main() -> None:
     parser.add_argument("--export-steps", type=int, default=DEFAULT_EXPORT_STEPS)
     parser.add_argument("--warm-start", type=int, default=4,
                         help="initial-population members taken from the top of the uniform sweep")
-    parser.add_argument("--margin", type=float, default=0.03,
-                        help="latency.margin of the searches (fraction of the budget held back)")
+    parser.add_argument("--margin", type=margin_option, default=DEFAULT_MARGIN,
+                        help="latency.margin of the searches (fraction of the budget held back), "
+                             "or auto (the latency model's held-out error)")
     parser.add_argument("--uniform-evaluations", type=int, default=4)
     parser.add_argument("--finetune-seeds", action="store_true",
                         help="each run's seed also seeds its fine-tunes (estimate.finetune_seed), "
@@ -327,6 +335,9 @@ def main() -> None:
         if earlier.get("settings", {}).get("finetune_seeds", False) != args.finetune_seeds:
             raise SystemExit(f"--merge: {args.results} was run "
                              f"{'with' if not args.finetune_seeds else 'without'} --finetune-seeds")
+        if earlier.get("settings", {}).get("margin", DEFAULT_MARGIN) != args.margin:
+            raise SystemExit(f"--merge: {args.results} was run with --margin "
+                             f"{earlier['settings']['margin']}, not {args.margin}")
         done = {(run["budget_ratio"], run["seed"]) for run in runs}
         runs += [{**run, "from_earlier_results": True} for run in earlier["runs"]
                  if (run["budget_ratio"], run["seed"]) not in done]

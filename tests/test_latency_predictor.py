@@ -30,9 +30,10 @@ from autoprune.latency.fitting import (
     within,
 )
 from autoprune.latency.operators import OperatorKey, layer_keys
-from autoprune.latency.predictor import LatencyModel, LatencyModelWarning, flops_features
+from autoprune.latency.predictor import MAX_MARGIN, LatencyModel, LatencyModelWarning, flops_features
 from autoprune.latency.profile import profile
 from autoprune.latency.protocol import Protocol, Runnable
+from autoprune.latency.schema import ValidationPoint, ValidationRecord
 from autoprune.latency.validate import validate
 from autoprune.space import Architecture, LayerConfig, ModelShape, SearchSpace
 
@@ -164,6 +165,32 @@ def test_validate_reports_the_figures_and_writes_them(device, tmp_path: Path) ->
     assert not fitted & {p.architecture_hash for p in record.points}  # held out for real
     reloaded = LatencyModel.load(tmp_path / "lm.json")
     assert reloaded.document.validation == record
+
+
+def _with_errors(model: LatencyModel, errors: list[float]) -> LatencyModel:
+    """The model with a validation record whose passes measured predicted x (1 + error)."""
+    points = [ValidationPoint(architecture_hash=f"a{i}", predicted_ms=10.0, flops_predicted_ms=10.0,
+                              first_ms=10.0 * (1 + error), second_ms=10.0 * (1 + error))
+              for i, error in enumerate(errors)]
+    record = ValidationRecord(n_heldout=len(points), within_10pct=1.0, kendall_tau=1.0, mape=0.0,
+                              flops_baseline_mape=0.0, table_mape=0.0, repeatability_within_10pct=1.0,
+                              selected="table", space="test", seconds=0.0, points=points)
+    return model.with_document(validation=record)
+
+
+def test_suggested_margin_covers_the_held_out_under_predictions(table_model: LatencyModel) -> None:
+    assert table_model.suggested_margin() is None  # never validated
+    # 100 passes, measured 0%..9.9% over their predictions: the 95% quantile is 9.405%, and a
+    # model predicted at budget x (1 - m) with m = q / (1 + q) then measures at the budget.
+    model = _with_errors(table_model, [i / 1000 for i in range(100)])
+    q = float(np.quantile([i / 1000 for i in range(100)], 0.95))
+    assert model.suggested_margin() == pytest.approx(q / (1 + q))
+    assert (1 - model.suggested_margin()) * (1 + q) == pytest.approx(1.0)
+    assert model.suggested_margin(coverage=0.5) < model.suggested_margin()
+    assert model.describe()["validation"]["suggested_margin"] == model.suggested_margin()
+    # A model that over-predicts everywhere needs no margin; a hopeless one is capped.
+    assert _with_errors(table_model, [-0.05] * 10).suggested_margin() == 0.0
+    assert _with_errors(table_model, [3.0] * 10).suggested_margin() == MAX_MARGIN
 
 
 def test_sparsity_only_changes_predict_the_dense_latency(table_model: LatencyModel) -> None:

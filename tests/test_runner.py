@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from autoprune.errors import LatencyModelError
 from autoprune.estimate.base import EstimateResult, NullEstimator
 from autoprune.runner.local import LocalExecutor
-from autoprune.runner.prepare import prepare
+from autoprune.runner.prepare import load_or_profile_latency_model, prepare
 from autoprune.runner.session import FINISHED, JobCancelled, SearchSession
 from autoprune.space import Architecture
 from autoprune.spec import JobSpec
@@ -143,6 +145,55 @@ def test_a_margin_searches_under_the_budget_and_records_the_budget(store: Store,
     assert {t.extra["budget_ms"] for t in trials} == {round(budget, 4)}  # what pareto checks
     evaluated = [t for t in trials if not t.extra.get("infeasible")]
     assert evaluated and all(t.predicted_latency_ms <= 0.8 * budget for t in evaluated)
+
+
+class ValidatedFlopsLatency(FlopsLatency):
+    """The stand-in, with the held-out error a validated latency model reports."""
+
+    path = Path("lat.json")
+
+    def __init__(self, margin: float | None) -> None:
+        super().__init__()
+        self.margin = margin
+
+    def suggested_margin(self) -> float | None:
+        return self.margin
+
+
+def test_margin_auto_holds_back_the_latency_models_held_out_error(job_spec) -> None:
+    spec = job_spec(latency={"margin": "auto"})
+    prepared = prepare(spec, estimator_factory=NullEstimator, latency_model=ValidatedFlopsLatency(0.125),
+                       quiet=True)
+    assert prepared.objective.budget_ms == pytest.approx(0.875 * prepared.budget_ms)
+    assert prepared.budget_ms == pytest.approx(0.6 * FlopsLatency.dense_ms)  # the budget itself stays
+    with pytest.raises(LatencyModelError, match=r"latency.margin: auto needs held-out validation in lat.json; "
+                                                r"run `autoprune latency validate lat.json --save`"):
+        prepare(spec, estimator_factory=NullEstimator, latency_model=ValidatedFlopsLatency(None), quiet=True)
+
+
+def test_a_job_that_profiles_for_margin_auto_validates_the_new_model(job_spec, monkeypatch, tmp_path) -> None:
+    import autoprune.latency as latency
+
+    calls: list[tuple[str, bool]] = []
+    committed = Path(__file__).resolve().parent.parent / "latency_models" / "this-cpu-torch-b1-s128.json"
+
+    def fake_profile(model, backend, batch, seq_len, threads, out, **kwargs):
+        calls.append(("profile", False))
+        Path(out).write_text(committed.read_text())
+        return latency.LatencyModel.load(out)
+
+    def fake_validate(model, *args, save=False, **kwargs):
+        calls.append(("validate", save))
+
+    monkeypatch.setattr(latency, "profile", fake_profile)
+    monkeypatch.setattr(latency, "validate", fake_validate)
+    for margin, expected in ((0.03, [("profile", False)]), ("auto", [("profile", False), ("validate", True)])):
+        calls.clear()
+        spec = job_spec(latency={"profile": True, "margin": margin})
+        with warnings.catch_warnings():  # the committed model may come from another CPU
+            warnings.simplefilter("ignore")
+            model = load_or_profile_latency_model(spec, quiet=True)
+        assert calls == expected and model.path == tmp_path / "lat.json"
 
 
 def test_failing_and_nan_candidates_become_failed_trials(store: Store, job_spec) -> None:

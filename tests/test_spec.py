@@ -69,6 +69,8 @@ _DELETE = object()
         ("latency.budget_ratio", 1.5, "latency.budget_ratio: must be <= 1"),
         ("latency.budget_ms", 3.0, "latency: give exactly one of budget_ms, budget_ratio"),
         ("latency.margin", 0.5, "latency.margin: must be < 0.5"),
+        ("latency.margin", -0.1, "latency.margin: must be >= 0"),
+        ("latency.margin", "some", "latency.margin: must be a number in [0, 0.5) or 'auto' (got 'some')"),
         ("latency.backend", "tensorrt", "latency.backend"),
         ("objective.kind", "fastest", "objective.kind"),
         ("objective.w", 0.5, "objective.w: must be <= 0"),

@@ -26,6 +26,10 @@ from autoprune.latency.schema import LatencyModelFile, OperatorRecord, read_file
 from autoprune.space import Architecture, LayerConfig, ModelShape, architecture_stats
 
 LOW_BIT_FLOPS_WEIGHT = 0.5  # the FLOPs baseline counts an int8/int4 layer at half its FLOPs
+# latency.margin "auto": the share of held-out re-measurements the margin should cover; the
+# end-to-end target is 95% of exported front members within their budget.
+MARGIN_COVERAGE = 0.95
+MAX_MARGIN = 0.45  # the spec's margin is < 0.5; more than this leaves no search to speak of
 
 
 class LatencyModelWarning(UserWarning):
@@ -199,6 +203,25 @@ class LatencyModel:
                 f"architecture has {len(arch)} layers, the latency model's base model {self.shape.num_layers}"
             )
 
+    # ---- error -------------------------------------------------------------------------------
+    def suggested_margin(self, coverage: float = MARGIN_COVERAGE) -> float | None:
+        """The ``latency.margin`` under which a share ``coverage`` of this model's held-out
+        architectures would have re-measured within a budget they were predicted at.
+
+        With ``q`` the ``coverage`` quantile of measured / predicted - 1 over both validation
+        passes, a model predicted at ``budget * (1 - m)`` measures within the budget when
+        ``(1 - m) * (1 + q) <= 1``, so ``m = q / (1 + q)`` (0 when the model over-predicts
+        even there). The passes ran on the profiled device, in the load of that hour: a machine
+        that re-measures noisily gets a larger margin. None without validation points.
+        """
+        validation = self.document.validation
+        if validation is None or not validation.points:
+            return None
+        errors = [measured / point.predicted_ms - 1.0 for point in validation.points
+                  for measured in (point.first_ms, point.second_ms)]
+        q = float(np.quantile(errors, coverage))
+        return min(max(q, 0.0) / (1.0 + max(q, 0.0)), MAX_MARGIN)
+
     # ---- device ------------------------------------------------------------------------------
     def device_differences(self) -> list[str]:
         """How this machine differs from the one the model was measured on (empty: same)."""
@@ -248,6 +271,7 @@ class LatencyModel:
             summary["validation"] = {k: getattr(v, k) for k in (
                 "n_heldout", "within_10pct", "kendall_tau", "mape", "flops_baseline_mape",
                 "repeatability_within_10pct")}
+            summary["validation"]["suggested_margin"] = self.suggested_margin()  # type: ignore[index]
         return summary
 
 

@@ -69,8 +69,14 @@ def load_or_profile_latency_model(spec: JobSpec, store: Any = None, quiet: bool 
         from autoprune.latency import NullProgress, RichProgress
 
         with nullcontext(NullProgress()) if quiet else RichProgress() as bar:
-            return profile(spec.model, latency.backend, latency.batch, latency.seq_len,
-                           latency.threads, out, store=store, progress=bar)
+            model = profile(spec.model, latency.backend, latency.batch, latency.seq_len,
+                            latency.threads, out, store=store, progress=bar)
+            if latency.margin == "auto":  # the margin comes from the held-out error: measure it
+                from autoprune.latency import validate
+
+                validate(model, save=True, store=store, progress=bar)
+                model = LatencyModel.load(out)
+        return model
     model = LatencyModel.load(path, strict=latency.strict)
     if (model.batch, model.seq_len) != (latency.batch, latency.seq_len):
         raise LatencyModelError(
@@ -78,6 +84,24 @@ def load_or_profile_latency_model(spec: JobSpec, store: Any = None, quiet: bool 
             f"batch {latency.batch}, seq_len {latency.seq_len}"
         )
     return model
+
+
+def resolve_margin(spec: JobSpec, model: Any) -> float:
+    """``latency.margin`` as a fraction: the spec's number, or for ``auto`` the latency
+    model's :meth:`~autoprune.latency.LatencyModel.suggested_margin`."""
+    margin = spec.latency.margin
+    if margin != "auto":
+        return float(margin)
+    suggested = model.suggested_margin()
+    if suggested is None:
+        where = model.path or "the latency model"
+        raise LatencyModelError(
+            f"latency.margin: auto needs held-out validation in {where}; run "
+            f"`autoprune latency validate {where} --save` on the device it was measured on, "
+            "or give the margin as a number")
+    log.info("latency.margin auto: %.1f%% (95%% of the latency model's held-out "
+             "re-measurements within a budget they were predicted at)", 100 * suggested)
+    return suggested
 
 
 @dataclass
@@ -139,7 +163,7 @@ def prepare(spec: JobSpec, *, store: Any = None, quiet: bool = False,
     model = latency_model or load_or_profile_latency_model(spec, store=store, quiet=quiet)
     dense_ms = float(model.dense_ms)
     budget = float(spec.latency.budget_ms or spec.latency.budget_ratio * dense_ms)  # type: ignore[operator]
-    objective = Objective(kind=spec.objective.kind, budget_ms=budget * (1.0 - spec.latency.margin),
+    objective = Objective(kind=spec.objective.kind, budget_ms=budget * (1.0 - resolve_margin(spec, model)),
                           w=spec.objective.w, dense_ms=dense_ms)
     cls = get_controller(spec.controller.name)
     controller = cls(space, objective, seed=spec.controller.seed, latency_fn=model.predict,
