@@ -184,6 +184,7 @@ def test_a_job_that_profiles_for_margin_auto_validates_the_new_model(job_spec, m
 
     def fake_validate(model, *args, save=False, **kwargs):
         calls.append(("validate", save))
+        return model.document.validation
 
     monkeypatch.setattr(latency, "profile", fake_profile)
     monkeypatch.setattr(latency, "validate", fake_validate)

@@ -74,8 +74,8 @@ def load_or_profile_latency_model(spec: JobSpec, store: Any = None, quiet: bool 
             if latency.margin == "auto":  # the margin comes from the held-out error: measure it
                 from autoprune.latency import validate
 
-                validate(model, save=True, store=store, progress=bar)
-                model = LatencyModel.load(out)
+                record = validate(model, save=True, store=store, progress=bar)
+                model = model.with_document(validation=record)  # what validate just saved
         return model
     model = LatencyModel.load(path, strict=latency.strict)
     if (model.batch, model.seq_len) != (latency.batch, latency.seq_len):
