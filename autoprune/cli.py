@@ -141,9 +141,11 @@ def submit(
     db: DbOption = None,
 ) -> None:
     """Validate a job spec and queue it; prints the job id."""
+    from autoprune.runner.prepare import check_margin_is_resolvable
     from autoprune.spec import JobSpec
 
     job_spec = JobSpec.load(spec)  # validate before touching the database
+    check_margin_is_resolvable(job_spec)
     store = _store(db)
     job_id = store.create_job(job_spec.to_json(), job_spec.name)
     typer.echo(job_id)

@@ -188,11 +188,16 @@ class ExportReport:
             f"{self.weights_bytes / 1e6:.2f} MB of weights",
         ]
         if self.drift_exceeded and self.dense_drift is not None:
+            # A busy machine only runs slower; faster every time means the profile came from
+            # a slower machine (or a slow period), which waiting will not mend.
+            advice = ("this machine runs faster than the one profiled: profile it "
+                      "(a job with `latency.profile: true`)" if all(d < 0 for d in self.dense_drifts)
+                      else "export again when it is quiet, or profile it again if it stays so")
             lines.append(
                 f"warning: dense ran {self.dense_drift:+.0%} off its profiled "
                 f"{self.profiled_dense_ms:.2f} ms in all {len(self.dense_drifts)} measurements; "
                 "the machine is not as it was when profiled, so the measured latency may not "
-                "compare with the prediction (int8 models above all): export again when it is quiet")
+                f"compare with the prediction (int8 models above all): {advice}")
         if self.onnx is not None:
             lines.append(
                 f"onnx: {self.onnx.file} ({self.onnx.quantization}), max |diff| "

@@ -292,3 +292,54 @@ def test_the_cli_loads_without_torch_and_shows_the_drift_guards_own_defaults() -
     help_text = runner.invoke(app, ["export", "--help"], env={"COLUMNS": "200"}).output
     assert f"[default: {DEFAULT_DRIFT_GUARD.max_drift}]" in help_text
     assert f"[default: {DEFAULT_DRIFT_GUARD.attempts}]" in help_text
+
+
+def _without_validation(portable_spec: dict[str, Any], tmp_path: Path) -> Path:
+    from autoprune.latency import LatencyModel
+
+    model = LatencyModel.load(portable_spec["latency"]["model"])
+    return model.with_document(validation=None).save(tmp_path / "unvalidated.json")
+
+
+@pytest.mark.parametrize("profile", [False, "auto"])
+def test_submit_refuses_margin_auto_with_a_latency_model_that_has_no_validation(
+    profile: bool | str, portable_spec: dict[str, Any], tmp_path: Path, db: str, monkeypatch,
+) -> None:
+    from autoprune.latency import LatencyModel
+    from autoprune.latency import fingerprint as fingerprint_module
+
+    unvalidated = _without_validation(portable_spec, tmp_path)
+    # profile: auto profiles (and so validates) on another device: make this one the model's own.
+    own = LatencyModel.load(unvalidated).fingerprint
+    monkeypatch.setattr(fingerprint_module, "device_fingerprint", lambda *args, **kwargs: own)
+    data = copy.deepcopy(portable_spec)
+    data["latency"].update(model=str(unvalidated), margin="auto", profile=profile)
+    before = _rows(db)
+
+    result = runner.invoke(app, ["submit", str(_write(tmp_path, data)), "--db", db])
+    assert result.exit_code == 2, result.output
+    line = _one_error_line(result.stderr)
+    assert "latency.margin: auto needs held-out validation" in line
+    assert f"autoprune latency validate {unvalidated} --save" in line
+    assert result.stdout == "" and _rows(db) == before
+
+
+def test_submit_accepts_margin_auto_when_the_job_validates_or_the_model_has_validation(
+    portable_spec: dict[str, Any], tmp_path: Path, db: str, monkeypatch,
+) -> None:
+    from autoprune.latency import fingerprint as fingerprint_module
+
+    unvalidated = _without_validation(portable_spec, tmp_path)
+    # This device is not the model's, so profile: auto profiles (and validates) it.
+    monkeypatch.setattr(fingerprint_module, "device_fingerprint",
+                        lambda *args, **kwargs: {"cpu_model": "another CPU"})
+    validated = {**portable_spec["latency"], "margin": "auto", "profile": False}
+    profiles = {**portable_spec["latency"], "model": str(unvalidated), "margin": "auto", "profile": True}
+    foreign = {**profiles, "profile": "auto"}
+    for number, latency in enumerate((validated, profiles, foreign)):
+        data = {**copy.deepcopy(portable_spec), "latency": latency}
+        result = runner.invoke(app, ["submit", str(_write(tmp_path, data, f"job{number}.yaml")), "--db", db])
+        assert result.exit_code == 0, result.output
+    with Store(db) as store:
+        margins = [json.loads(job.spec_json)["latency"]["margin"] for job in store.list_jobs()]
+    assert margins == ["auto", "auto", "auto"]

@@ -7,6 +7,7 @@ exports from its store into its own directory.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -391,6 +392,10 @@ def test_export_measures_again_and_warns_when_the_machine_is_off_its_profile(
     assert len(report.dense_drifts) == 2 and all(d < -0.99 for d in report.dense_drifts)
     assert report.dense_drift == pytest.approx(report.dense_latency_ms / 1e6 - 1)
     assert report.drift_exceeded
-    assert any(line.startswith("warning: dense ran") for line in report.summary())
+    warning = next(line for line in report.summary() if line.startswith("warning: dense ran"))
+    assert "runs faster than the one profiled: profile it" in warning  # waiting will not help
+    slower = dataclasses.replace(report, dense_drifts=[0.3, 0.2], dense_drift=0.2)
+    warning = next(line for line in slower.summary() if line.startswith("warning: dense ran"))
+    assert "+20% off" in warning and "export again when it is quiet" in warning
     on_disk = json.loads((out / "report.json").read_text())
     assert on_disk["dense_drifts"] == report.dense_drifts and on_disk["drift_exceeded"] is True

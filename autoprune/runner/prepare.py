@@ -44,22 +44,35 @@ def base_shape(model: str, num_labels: int) -> ModelShape:
     return ModelShape.from_config(config, num_labels=num_labels)
 
 
-def load_or_profile_latency_model(spec: JobSpec, store: Any = None, quiet: bool = False) -> Any:
-    """The spec's latency model, profiling this device first when the spec says so."""
-    from autoprune.latency import LatencyModel, profile
+def _existing_latency_model(spec: JobSpec) -> tuple[Any, bool]:
+    """The spec's latency-model file as it stands and whether a job on this device profiles a
+    new one: ``profile: true`` or no file (None: the file is not read), or ``profile: auto``
+    with a file measured on another device."""
+    from autoprune.latency import LatencyModel
     from autoprune.latency.fingerprint import device_fingerprint, differences
 
     latency = spec.latency
     path = latency.model
-    need_profile = latency.profile is True or path is None or not path.is_file()
-    if not need_profile and latency.profile == "auto":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            existing = LatencyModel.load(path)
+    if latency.profile is True or path is None or not path.is_file():
+        return None, True
+    with warnings.catch_warnings():  # a foreign device is reported by the caller, or profiled
+        warnings.simplefilter("ignore")
+        existing = LatencyModel.load(path)
+    if latency.profile == "auto":
         current = device_fingerprint(latency.backend, existing.threads)
-        need_profile = bool(differences(existing.fingerprint, current))
-        if need_profile:
-            log.warning("latency model %s was measured on another device: profiling", path)
+        return existing, bool(differences(existing.fingerprint, current))
+    return existing, False
+
+
+def load_or_profile_latency_model(spec: JobSpec, store: Any = None, quiet: bool = False) -> Any:
+    """The spec's latency model, profiling this device first when the spec says so."""
+    from autoprune.latency import LatencyModel, profile
+
+    latency = spec.latency
+    path = latency.model
+    existing, need_profile = _existing_latency_model(spec)
+    if need_profile and existing is not None:  # profile: auto, another device
+        log.warning("latency model %s was measured on another device: profiling", path)
     if need_profile:
         out = path or autoprune_home() / "latency_models" / (
             f"{spec.name}-{latency.backend}-b{latency.batch}-s{latency.seq_len}.json")
@@ -84,6 +97,20 @@ def load_or_profile_latency_model(spec: JobSpec, store: Any = None, quiet: bool 
             f"batch {latency.batch}, seq_len {latency.seq_len}"
         )
     return model
+
+
+def check_margin_is_resolvable(spec: JobSpec) -> None:
+    """Refuse, before a job is queued, ``latency.margin: auto`` with a latency model that the
+    job would use as it is and that has no held-out validation: the job could only fail later.
+
+    A job that profiles validates its new model itself, so it passes. The device compared
+    for ``profile: auto`` is the submitting machine's: the usual case is one machine, and a
+    worker on another device would profile anyway."""
+    if spec.latency.margin != "auto":
+        return
+    existing, need_profile = _existing_latency_model(spec)
+    if not need_profile and existing.suggested_margin() is None:
+        resolve_margin(spec, existing)  # raises the error that names the fix
 
 
 def resolve_margin(spec: JobSpec, model: Any) -> float:
