@@ -335,9 +335,10 @@ def main() -> None:
         if earlier.get("settings", {}).get("finetune_seeds", False) != args.finetune_seeds:
             raise SystemExit(f"--merge: {args.results} was run "
                              f"{'with' if not args.finetune_seeds else 'without'} --finetune-seeds")
-        if earlier.get("settings", {}).get("margin", DEFAULT_MARGIN) != args.margin:
-            raise SystemExit(f"--merge: {args.results} was run with --margin "
-                             f"{earlier['settings']['margin']}, not {args.margin}")
+        earlier_margin = earlier.get("settings", {}).get("margin", DEFAULT_MARGIN)
+        if earlier_margin != args.margin:
+            raise SystemExit(f"--merge: {args.results} was run with --margin {earlier_margin}, "
+                             f"not {args.margin}")
         done = {(run["budget_ratio"], run["seed"]) for run in runs}
         runs += [{**run, "from_earlier_results": True} for run in earlier["runs"]
                  if (run["budget_ratio"], run["seed"]) not in done]

@@ -66,7 +66,7 @@ def _existing_latency_model(spec: JobSpec) -> tuple[Any, bool]:
 
 def load_or_profile_latency_model(spec: JobSpec, store: Any = None, quiet: bool = False) -> Any:
     """The spec's latency model, profiling this device first when the spec says so."""
-    from autoprune.latency import LatencyModel, profile
+    from autoprune.latency import profile
 
     latency = spec.latency
     path = latency.model
@@ -90,7 +90,8 @@ def load_or_profile_latency_model(spec: JobSpec, store: Any = None, quiet: bool 
                 record = validate(model, save=True, store=store, progress=bar)
                 model = model.with_document(validation=record)  # what validate just saved
         return model
-    model = LatencyModel.load(path, strict=latency.strict)
+    model = existing  # read once above; the device check it skipped comes now
+    model.check_device(latency.strict)
     if (model.batch, model.seq_len) != (latency.batch, latency.seq_len):
         raise LatencyModelError(
             f"{path}: measured at batch {model.batch}, seq_len {model.seq_len}; the spec asks for "
