@@ -85,12 +85,12 @@ DbOption = Annotated[
 ]
 MaxDriftOption = Annotated[float, typer.Option(
     "--max-drift", metavar="F",
-    help="Measure the latency again when dense runs more than F (relative) off the figure "
-         "it was profiled at on this machine: a slow period.")]
+    help="Measure the latency again when dense runs more than F (relative) slower than the "
+         "figure it was profiled at on this machine: a slow period.")]
 DriftAttemptsOption = Annotated[int, typer.Option(
     "--drift-attempts", metavar="N",
-    help="Latency measurements at most, a minute apart, while dense is off its profile "
-         "(1: never measure again).")]
+    help="Latency measurements at most, a minute apart, while dense runs slower than its "
+         "profile (1: never measure again).")]
 JobArgument = Annotated[int, typer.Argument(metavar="JOB", help="Job id.")]
 
 

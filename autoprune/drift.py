@@ -19,9 +19,11 @@ class DriftGuard:
     latency. That cancels a uniform slow-down, but slow periods are not uniform: measured on
     an AMD EPYC (Zen 5) with dense 25-30% slower than profiled, int8 models came out 15-21%
     over their predictions while the same models on the quiet machine were within 5%. So when
-    dense is more than ``max_drift`` (relative) off its profiled figure, the export waits
-    ``wait_s`` and measures again, up to ``attempts`` measurements in all, and keeps the one
-    whose dense figure came closest; ``report.json`` records every attempt's drift.
+    dense is more than ``max_drift`` (relative) slower than its profiled figure, the export
+    waits ``wait_s`` and measures again, up to ``attempts`` measurements in all, and keeps the
+    one whose dense figure came closest; ``report.json`` records every attempt's drift. Dense
+    faster than its profile is not waited out (a busy machine only runs slower): the export
+    keeps that measurement and warns that the machine wants a profile of its own.
 
     Why 10%: in 15 end-to-end exports on an AMD EPYC (Zen 3), those kept with dense within
     -7..+6% of its profile re-measured within -4..+3% of their predictions (one int8 model

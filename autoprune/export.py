@@ -191,11 +191,14 @@ class ExportReport:
             # A busy machine only runs slower; faster every time means the profile came from
             # a slower machine (or a slow period), which waiting will not mend.
             advice = ("this machine runs faster than the one profiled: profile it "
-                      "(a job with `latency.profile: true`)" if all(d < 0 for d in self.dense_drifts)
+                      "(`autoprune profile --out FILE`, or a job with `latency.profile: true`)"
+                      if all(d < 0 for d in self.dense_drifts)
                       else "export again when it is quiet, or profile it again if it stays so")
+            taken = len(self.dense_drifts)
             lines.append(
                 f"warning: dense ran {self.dense_drift:+.0%} off its profiled "
-                f"{self.profiled_dense_ms:.2f} ms in all {len(self.dense_drifts)} measurements; "
+                f"{self.profiled_dense_ms:.2f} ms in "
+                f"{'the one measurement' if taken == 1 else f'all {taken} measurements'}; "
                 "the machine is not as it was when profiled, so the measured latency may not "
                 f"compare with the prediction (int8 models above all): {advice}")
         if self.onnx is not None:
@@ -483,9 +486,15 @@ def measure_steadily(measure_once: Callable[[], dict[str, LatencyFigure]], refer
                      on_wait: Callable[[int, float], None] | None = None,
                      ) -> tuple[dict[str, LatencyFigure], list[float]]:
     """Measure until ``reference`` (dense) runs within ``guard.max_drift`` of
-    ``profiled_dense_ms`` or the attempts run out; the figures whose dense came closest, and
-    every attempt's drift (dense / profiled - 1). Without a profiled figure: one measurement.
-    ``on_wait(attempt, drift)`` is called before each wait."""
+    ``profiled_dense_ms``, runs faster than that, or the attempts run out; the figures whose
+    dense came closest, and every attempt's drift (dense / profiled - 1). Without a profiled
+    figure: one measurement. ``on_wait(attempt, drift)`` is called before each wait.
+
+    A busy machine only runs slower, so waiting mends a slow measurement and not a fast one:
+    dense faster than its profile means the profile came from a slower machine (or a slow
+    period). On a Zen 4 that outran another Zen 4's profile, none of the 4 exports whose
+    first measurement was more than 10% fast came within 10% on a later attempt; each wait
+    cost a minute."""
     if profiled_dense_ms is None:
         return measure_once(), []
     best: dict[str, LatencyFigure] | None = None
@@ -500,7 +509,7 @@ def measure_steadily(measure_once: Callable[[], dict[str, LatencyFigure]], refer
         if best is None or abs(drift) < min(abs(d) for d in drifts):
             best = figures
         drifts.append(drift)
-        if abs(drift) <= guard.max_drift:
+        if drift <= guard.max_drift:  # within the guard, or fast: waiting will not mend it
             break
     assert best is not None
     return best, [round(d, 4) for d in drifts]

@@ -83,7 +83,8 @@ class TaskSpec(_Frozen):
 class LatencySpec(_Frozen):
     model: Path | None = None               # a latency-model JSON file
     # false: use `model` as it is; true: always profile first (writes `model`);
-    # "auto": profile when `model` is missing or was measured on another device.
+    # "auto": profile when `model` is missing, was measured on another device, or runs dense
+    # more than 10% faster here than profiled (a few seconds' check: same CPU, other speed).
     profile: bool | Literal["auto"] = False
     budget_ms: float | None = Field(default=None, gt=0)
     budget_ratio: float | None = Field(default=None, gt=0, le=1)

@@ -34,7 +34,7 @@ from autoprune.latency.predictor import MAX_MARGIN, LatencyModel, LatencyModelWa
 from autoprune.latency.profile import profile
 from autoprune.latency.protocol import Protocol, Runnable
 from autoprune.latency.schema import ValidationPoint, ValidationRecord
-from autoprune.latency.validate import validate
+from autoprune.latency.validate import dense_speed, validate
 from autoprune.space import Architecture, LayerConfig, ModelShape, SearchSpace
 
 SHAPE = ModelShape(num_layers=4, hidden=64, num_heads=4, intermediate=128, vocab_size=100, max_position=64)
@@ -374,6 +374,13 @@ def test_validation_is_on_the_profile_scale_when_the_machine_slows_down(device, 
     assert record.repeatability_within_10pct == 1.0 and record.within_10pct == 1.0
     assert record.dense_drift == pytest.approx([1.0, 1.5], rel=1e-3)
     assert record.absolute_mape == pytest.approx(0.2, rel=0.02)  # raw scale: 1.25x on average
+
+
+def test_dense_speed_is_dense_now_over_its_profiled_figure(device, table_model) -> None:
+    device(table_truth)
+    assert dense_speed(table_model, protocol=FAST, space=SPACE, factory=_NoFactory()) == pytest.approx(1.0, rel=1e-3)
+    device(lambda arch: 0.78 * table_truth(arch))  # the same CPU model, a faster machine
+    assert dense_speed(table_model, protocol=FAST, space=SPACE, factory=_NoFactory()) == pytest.approx(0.78, rel=1e-3)
 
 
 def test_profile_writes_to_the_store_and_a_second_profile_reuses_it(device, tmp_path: Path) -> None:

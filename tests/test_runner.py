@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
 from pathlib import Path
@@ -195,6 +196,33 @@ def test_a_job_that_profiles_for_margin_auto_validates_the_new_model(job_spec, m
             warnings.simplefilter("ignore")
             model = load_or_profile_latency_model(spec, quiet=True)
         assert calls == expected and model.path == tmp_path / "lat.json"
+
+
+@pytest.mark.parametrize(("speed", "resuming", "profiles"), [
+    (0.78, False, True),    # this machine outruns the profile of its CPU model
+    (0.95, False, False),   # within the noise
+    (1.40, False, False),   # slower: a busy moment, not a reason to profile
+    (0.78, True, False),    # a resumed job keeps the model its trials were budgeted with
+])
+def test_profile_auto_profiles_again_when_this_machine_runs_dense_faster(
+        job_spec, monkeypatch, tmp_path, speed: float, resuming: bool, profiles: bool) -> None:
+    import autoprune.latency as latency
+    from autoprune.latency import fingerprint as fingerprint_module
+
+    committed = Path(__file__).resolve().parent.parent / "latency_models" / "this-cpu-torch-b1-s128.json"
+    (tmp_path / "lat.json").write_text(committed.read_text())
+    own = json.loads(committed.read_text())["fingerprint"]  # the file is this device's
+    monkeypatch.setattr(fingerprint_module, "device_fingerprint", lambda *args, **kwargs: own)
+    calls: list[str] = []
+
+    def fake_profile(model, backend, batch, seq_len, threads, out, **kwargs):
+        calls.append("profile")
+        return latency.LatencyModel.load(out)
+
+    monkeypatch.setattr(latency, "profile", fake_profile)
+    monkeypatch.setattr(latency, "dense_speed", lambda model: calls.append("speed") or speed)
+    load_or_profile_latency_model(job_spec(), quiet=True, check_speed=not resuming)
+    assert calls == (["speed", "profile"] if profiles else [] if resuming else ["speed"])
 
 
 def test_failing_and_nan_candidates_become_failed_trials(store: Store, job_spec) -> None:

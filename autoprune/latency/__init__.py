@@ -3,6 +3,7 @@
 * :func:`measure` - the timing protocol (interleaved rounds, median of per-round minima);
 * :func:`profile` - operator tables + end-to-end measurements + fits -> :class:`LatencyModel`;
 * :func:`validate` - fresh held-out architectures measured twice, compared with predictions;
+* :func:`dense_speed` - dense on this machine now over its profiled figure (a few seconds);
 * :class:`LatencyModel` - ``predict(arch) -> ms``, ``dense_ms``, JSON files in ``latency_models/``.
 """
 
@@ -22,7 +23,7 @@ from autoprune.latency.profile import profile
 from autoprune.latency.progress import NullProgress, Progress, RichProgress
 from autoprune.latency.protocol import DEFAULT_PROTOCOL, QUICK, Measurement, Protocol, measure
 from autoprune.latency.schema import ValidationRecord
-from autoprune.latency.validate import validate
+from autoprune.latency.validate import dense_speed, validate
 
 __all__ = [
     "BACKENDS",
@@ -41,6 +42,7 @@ __all__ = [
     "RichProgress",
     "TorchBackend",
     "ValidationRecord",
+    "dense_speed",
     "device_fingerprint",
     "differences",
     "fingerprint_hash",

@@ -33,7 +33,7 @@ from autoprune.latency.profile import (
     warn_if_busy,
 )
 from autoprune.latency.progress import NullProgress, Progress
-from autoprune.latency.protocol import DEFAULT_PROTOCOL, Protocol, Runnable
+from autoprune.latency.protocol import DEFAULT_PROTOCOL, QUICK, Protocol, Runnable, measure
 from autoprune.latency.records import MeasurementLog
 from autoprune.latency.schema import ValidationPoint, ValidationRecord
 from autoprune.space import SearchSpace
@@ -130,3 +130,21 @@ def validate(
     if save:
         latency.with_document(validation=record).save()
     return record
+
+
+def dense_speed(model: LatencyModel, *, protocol: Protocol = QUICK,
+                space: str | Path | SearchSpace | None = None,
+                factory: ModelFactory | None = None) -> float:
+    """The dense model's latency on this machine now over the profiled ``dense_ms``, a few
+    seconds' measurement. Below 1 this machine runs faster than the one profiled: two machines
+    of one CPU model share a fingerprint and can still differ (a Zen 4 ran dense 22% faster
+    than another Zen 4's profile). The figure is a median of per-round minima, which load
+    only raises, so a figure well below 1 is a faster machine or a profile taken in a slow
+    period, never a busy moment."""
+    factory = factory or CompressFactory(model.document.model)
+    space = space if space is not None else model.document.space
+    bound = space if isinstance(space, SearchSpace) else SearchSpace.load(space, factory.shape)
+    dense = bound.dense()
+    backend = make_backend(model.backend, factory, model.batch, model.seq_len, model.threads)
+    figures = measure({"dense": backend.model(dense)}, protocol, threads=backend.threads)
+    return figures["dense"].median_ms / model.dense_ms

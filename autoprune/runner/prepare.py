@@ -1,7 +1,8 @@
 """Everything a job needs before its first trial, built once from its spec.
 
-The base model's shape, the task, the latency model (profiled first when the spec asks for it
-or the stored model was measured on another device), the budget in milliseconds, the
+The base model's shape, the task, the latency model (profiled first when the spec asks for it,
+or for ``profile: auto`` when the stored model was measured on another device or on a slower
+machine of the same kind), the budget in milliseconds, the
 objective, the seeded controller, and a factory for the estimator (whose teacher and
 importance scores are trained once and cached on disk, so every worker that builds its own
 estimator loads them instead of training again).
@@ -25,6 +26,11 @@ from autoprune.space import Architecture, ModelShape, SearchSpace
 from autoprune.spec import JobSpec
 
 log = logging.getLogger(__name__)
+
+# profile: auto profiles again when dense runs this much faster than the latency model says:
+# the same CPU model at another speed (fingerprints match). Only faster: a busy machine reads
+# slower, and that is the export's DriftGuard's business, not a reason to profile.
+FASTER_THAN_PROFILED = 0.10
 
 
 def autoprune_home() -> Path:
@@ -64,8 +70,12 @@ def _existing_latency_model(spec: JobSpec) -> tuple[Any, bool]:
     return existing, False
 
 
-def load_or_profile_latency_model(spec: JobSpec, store: Any = None, quiet: bool = False) -> Any:
-    """The spec's latency model, profiling this device first when the spec says so."""
+def load_or_profile_latency_model(spec: JobSpec, store: Any = None, quiet: bool = False,
+                                  check_speed: bool = True) -> Any:
+    """The spec's latency model, profiling this device first when the spec says so.
+
+    ``check_speed``: whether ``profile: auto`` measures dense to see if this machine outruns
+    the profile; off for a job that resumes, whose trials were budgeted with the file as is."""
     from autoprune.latency import profile
 
     latency = spec.latency
@@ -73,6 +83,15 @@ def load_or_profile_latency_model(spec: JobSpec, store: Any = None, quiet: bool 
     existing, need_profile = _existing_latency_model(spec)
     if need_profile and existing is not None:  # profile: auto, another device
         log.warning("latency model %s was measured on another device: profiling", path)
+    elif existing is not None and latency.profile == "auto" and check_speed:
+        from autoprune.latency import dense_speed
+
+        speed = dense_speed(existing)
+        if speed < 1 - FASTER_THAN_PROFILED:
+            log.warning("latency model %s: dense runs %.0f%% faster on this machine than "
+                        "profiled (the same CPU model at another speed): profiling",
+                        path, 100 * (1 - speed))
+            need_profile = True
     if need_profile:
         out = path or autoprune_home() / "latency_models" / (
             f"{spec.name}-{latency.backend}-b{latency.batch}-s{latency.seq_len}.json")
@@ -180,15 +199,18 @@ def controller_options(cls: Any, spec: JobSpec) -> dict[str, Any]:
 
 def prepare(spec: JobSpec, *, store: Any = None, quiet: bool = False,
             estimator_factory: Callable[[], Any] | None = None,
-            latency_model: Any = None) -> Prepared:
-    """Build a :class:`Prepared` job; trains the teacher now if it is not cached yet."""
+            latency_model: Any = None, resuming: bool = False) -> Prepared:
+    """Build a :class:`Prepared` job; trains the teacher now if it is not cached yet.
+    ``resuming``: the job has trials already, so its latency model is not profiled again
+    for speed alone (see :func:`load_or_profile_latency_model`)."""
     from autoprune.data import load_task
 
     task = load_task(spec.task, seed=spec.estimate.seed)
     num_labels = len(task.task.labels) if task.task.labels else 1
     shape = base_shape(spec.model, num_labels)
     space = SearchSpace.load(spec.space, shape)
-    model = latency_model or load_or_profile_latency_model(spec, store=store, quiet=quiet)
+    model = latency_model or load_or_profile_latency_model(spec, store=store, quiet=quiet,
+                                                           check_speed=not resuming)
     dense_ms = float(model.dense_ms)
     budget = float(spec.latency.budget_ms or spec.latency.budget_ratio * dense_ms)  # type: ignore[operator]
     objective = Objective(kind=spec.objective.kind, budget_ms=budget * (1.0 - resolve_margin(spec, model)),

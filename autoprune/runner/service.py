@@ -108,7 +108,8 @@ def run_job(
     runner: Any = None
     try:
         spec = JobSpec.from_json(job.spec_json)
-        prepared = prepare(spec, store=store, quiet=not progress)
+        prepared = prepare(spec, store=store, quiet=not progress,
+                           resuming=bool(store.trials(job_id)))
         prepared.make_estimator()  # the teacher and importance scores, trained or loaded once
         store.reset_running_trials(job_id)
         kind = executor or spec.executor.kind
