@@ -39,6 +39,13 @@ bounds the search's gain unless its model beats the teacher.
     python benchmarks/end_to_end.py --seeds 0 --budgets 0.5:bert-structured
     python benchmarks/end_to_end.py --finetune-seeds --results benchmarks/results/end_to_end_fs.json
 
+``--latency-model here`` profiles this machine first (``latency.profile: auto`` on a file
+under ``$AUTOPRUNE_HOME``: the first job measures it, about 3 minutes, and validates it for
+``--margin auto``; later jobs on the same machine reuse it) instead of using the committed
+latency model of ``latency_models/``. Two machines of one CPU model share a fingerprint and
+can still run at different speeds (a Zen 4 ran dense 14-28% faster than another Zen 4's
+profile), which a profile of another machine cannot know.
+
 Without ``--finetune-seeds`` only the controller's seed changes between seeds and every
 fine-tune (search, exports, uniform baseline) runs at seed 0, so two seeds that pick the same
 architecture report the same accuracy to the last digit, and the median over seeds does not
@@ -74,6 +81,8 @@ RESULTS = REPO / "benchmarks" / "results" / "end_to_end.json"
 LATENCY_MODEL = REPO / "latency_models" / "this-cpu-torch-b1-s128.json"
 OWNER = "end-to-end-benchmark"
 EXPORTS = autoprune_home() / "benchmarks" / "end_to_end"
+# --latency-model here: profiled on this machine by the first job that needs it.
+HERE_LATENCY_MODEL = autoprune_home() / "benchmarks" / "latency-model-here-torch-b1-s128.json"
 DEFAULT_EXPORT_STEPS = 1000
 DEFAULT_EVALUATIONS = 16
 DEFAULT_MARGIN: float | str = 0.03
@@ -88,6 +97,10 @@ def margin_option(text: str) -> float | str:
     return text if text == "auto" else float(text)
 
 
+def latency_model_option(text: str) -> Path:
+    return HERE_LATENCY_MODEL if text == "here" else Path(text).resolve()
+
+
 def tolerance(ratio: float) -> float:
     return TOLERANCE.get(ratio, 0.01)
 
@@ -98,7 +111,7 @@ def job_spec(name: str, space: str, controller: dict[str, Any], latency: dict[st
         "name": name,
         "model": "minilm-l6",
         "task": {"name": "sst2", "data_dir": str(GLUE / "SST-2")},
-        "latency": {"model": str(LATENCY_MODEL), "profile": "auto", "batch": 1, "seq_len": 128,
+        "latency": {"model": str(args.latency_model), "profile": "auto", "batch": 1, "seq_len": 128,
                     **latency},
         "space": space,
         "controller": controller,
@@ -159,6 +172,8 @@ def one_run(store: Store, ratio: float, space: str, seed: int, args: argparse.Na
     finetune_seed = seed if args.finetune_seeds else None
     if args.finetune_seeds:
         tag += "-fs"
+    if args.latency_model == HERE_LATENCY_MODEL:  # other budgets: their own jobs and exports
+        tag += "-here"
     searched = job_spec(f"e2e-search-{tag}", space,
                         {"name": "evolution", "evaluations": args.evaluations, "population": 8,
                          "seed": seed, "options": {"warm_start": args.warm_start}},
@@ -273,6 +288,19 @@ def plot_runs(runs: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+def latency_model_summary(path: Path) -> dict[str, Any] | None:
+    """What the runs were budgeted and predicted with: where it was measured, dense, its margin."""
+    if not path.is_file():
+        return None
+    from autoprune.latency import LatencyModel
+
+    model = LatencyModel.load(path)
+    margin = model.suggested_margin()
+    return {"path": str(path), "cpu_model": model.fingerprint.get("cpu_model"),
+            "cpu_id": model.fingerprint.get("cpu_id"), "dense_ms": round(model.dense_ms, 3),
+            "suggested_margin": None if margin is None else round(margin, 4)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budgets", default="0.5:bert-structured,0.3:bert-int8",
@@ -288,6 +316,9 @@ def main() -> None:
     parser.add_argument("--margin", type=margin_option, default=DEFAULT_MARGIN,
                         help="latency.margin of the searches (fraction of the budget held back), "
                              "or auto (the latency model's held-out error)")
+    parser.add_argument("--latency-model", type=latency_model_option, default=LATENCY_MODEL,
+                        help="the latency model of every job: a file, or here (profile this "
+                             "machine first; default: the committed this-cpu model)")
     parser.add_argument("--uniform-evaluations", type=int, default=4)
     parser.add_argument("--finetune-seeds", action="store_true",
                         help="each run's seed also seeds its fine-tunes (estimate.finetune_seed), "
@@ -339,6 +370,11 @@ def main() -> None:
         if earlier_margin != args.margin:
             raise SystemExit(f"--merge: {args.results} was run with --margin {earlier_margin}, "
                              f"not {args.margin}")
+        # Results written before the option existed used the committed model.
+        earlier_model = earlier.get("settings", {}).get("latency_model", str(LATENCY_MODEL))
+        if earlier_model != str(args.latency_model):
+            raise SystemExit(f"--merge: {args.results} was run with --latency-model "
+                             f"{earlier_model}, not {args.latency_model}")
         done = {(run["budget_ratio"], run["seed"]) for run in runs}
         runs += [{**run, "from_earlier_results": True} for run in earlier["runs"]
                  if (run["budget_ratio"], run["seed"]) not in done]
@@ -354,7 +390,9 @@ def main() -> None:
                                       if fronts else None),
         "searched_minus_uniform_median": round(statistics.median(gains), 4) if gains else None,
         "teacher_minus_uniform_median": round(statistics.median(ceilings), 4) if ceilings else None,
-        "settings": {k: v for k, v in vars(args).items() if k not in ("phase", "threads", "results")},
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()
+                     if k not in ("phase", "threads", "results")},
+        "latency_model": latency_model_summary(args.latency_model),
         "seconds": round(time.perf_counter() - started, 1),
     }
     by_ratio = {ratio: [r for r in runs if r["budget_ratio"] == ratio] for ratio, _ in budgets}
