@@ -40,11 +40,13 @@ bounds the search's gain unless its model beats the teacher.
     python benchmarks/end_to_end.py --finetune-seeds --results benchmarks/results/end_to_end_fs.json
 
 ``--latency-model here`` profiles this machine first (``latency.profile: auto`` on a file
-under ``$AUTOPRUNE_HOME``: the first job measures it, about 3 minutes, and validates it for
-``--margin auto``; later jobs on the same machine reuse it) instead of using the committed
-latency model of ``latency_models/``. Two machines of one CPU model share a fingerprint and
-can still run at different speeds (a Zen 4 ran dense 14-28% faster than another Zen 4's
-profile), which a profile of another machine cannot know.
+under ``$AUTOPRUNE_HOME``: the first job measures it, about 1.5 minutes on a Zen 4, and
+validates it for ``--margin auto``; later jobs on the same machine reuse it, unless dense runs
+more than 10% faster than it, when that job profiles again and the runs after it are budgeted
+with the new file) instead of using the committed latency model of ``latency_models/``. Two
+machines of one CPU model share a fingerprint and can still run at different speeds (a Zen 4
+ran dense 14-28% faster than another Zen 4's profile), which a profile of another machine
+cannot know.
 
 Without ``--finetune-seeds`` only the controller's seed changes between seeds and every
 fine-tune (search, exports, uniform baseline) runs at seed 0, so two seeds that pick the same

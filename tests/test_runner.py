@@ -225,6 +225,29 @@ def test_profile_auto_profiles_again_when_this_machine_runs_dense_faster(
     assert calls == (["speed", "profile"] if profiles else [] if resuming else ["speed"])
 
 
+def test_run_job_tells_prepare_whether_the_job_resumes(store: Store, job_spec, monkeypatch) -> None:
+    from autoprune.runner import prepare as prepare_module
+    from autoprune.runner.service import run_job
+
+    seen: list[bool] = []
+
+    def stop_in_prepare(spec: JobSpec, **kwargs: Any) -> Any:
+        seen.append(kwargs["resuming"])
+        raise RuntimeError("stopped in prepare")
+
+    monkeypatch.setattr(prepare_module, "prepare", stop_in_prepare)
+    spec = job_spec()
+    job_id = store.create_job(spec.to_json(), spec.name)
+    for trials in ([], ["a"]):  # a fresh job, then the same job with a trial stored
+        for architecture_hash in trials:
+            store.add_trial(job_id, "[1]", architecture_hash, state="complete", metric_value=0.8,
+                            metric_name="accuracy")
+        store.claim_job("tester", heartbeat_timeout_s=0.0, job_id=job_id)
+        with pytest.raises(RuntimeError, match="stopped in prepare"):
+            run_job(store, job_id, "tester", heartbeat_interval=3600.0)
+    assert seen == [False, True]
+
+
 def test_failing_and_nan_candidates_become_failed_trials(store: Store, job_spec) -> None:
     spec = job_spec()
     probe = run(store, spec, ScriptedEstimator())
