@@ -355,6 +355,8 @@ def main() -> None:
         return
     device = {key: value for key, value in device_fingerprint("torch", args.threads).items()
               if key in MERGE_DEVICE_KEYS}
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()
+                if k not in ("phase", "threads", "results")}
     if args.merge and args.results.is_file():
         # Seeds searched in an earlier session on the same CPU: the store that held them is
         # gone, their results are not. Runs from another CPU or library version are not the
@@ -368,15 +370,12 @@ def main() -> None:
         if earlier.get("settings", {}).get("finetune_seeds", False) != args.finetune_seeds:
             raise SystemExit(f"--merge: {args.results} was run "
                              f"{'with' if not args.finetune_seeds else 'without'} --finetune-seeds")
-        earlier_margin = earlier.get("settings", {}).get("margin", DEFAULT_MARGIN)
-        if earlier_margin != args.margin:
-            raise SystemExit(f"--merge: {args.results} was run with --margin {earlier_margin}, "
-                             f"not {args.margin}")
-        # Results written before the option existed used the committed model.
-        earlier_model = earlier.get("settings", {}).get("latency_model", str(LATENCY_MODEL))
-        if earlier_model != str(args.latency_model):
-            raise SystemExit(f"--merge: {args.results} was run with --latency-model "
-                             f"{earlier_model}, not {args.latency_model}")
+        # Results written before an option existed ran with what is now its default.
+        for key, default in (("margin", DEFAULT_MARGIN), ("latency_model", str(LATENCY_MODEL))):
+            earlier_value = earlier.get("settings", {}).get(key, default)
+            if earlier_value != settings[key]:
+                raise SystemExit(f"--merge: {args.results} was run with --{key.replace('_', '-')} "
+                                 f"{earlier_value}, not {settings[key]}")
         done = {(run["budget_ratio"], run["seed"]) for run in runs}
         runs += [{**run, "from_earlier_results": True} for run in earlier["runs"]
                  if (run["budget_ratio"], run["seed"]) not in done]
@@ -392,8 +391,7 @@ def main() -> None:
                                       if fronts else None),
         "searched_minus_uniform_median": round(statistics.median(gains), 4) if gains else None,
         "teacher_minus_uniform_median": round(statistics.median(ceilings), 4) if ceilings else None,
-        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()
-                     if k not in ("phase", "threads", "results")},
+        "settings": settings,
         "latency_model": latency_model_summary(args.latency_model),
         "seconds": round(time.perf_counter() - started, 1),
     }

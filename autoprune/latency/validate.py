@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from autoprune.latency.backends import Backend
 from autoprune.latency.factory import CompressFactory, ModelFactory
 from autoprune.latency.fingerprint import machine_load
 from autoprune.latency.fitting import agreement, kendall_tau, mape, within
@@ -65,10 +66,7 @@ def validate(
     latency = model if isinstance(model, LatencyModel) else LatencyModel.load(model, strict=strict)
     if isinstance(model, LatencyModel):
         latency.check_device(strict)
-    factory = factory or CompressFactory(latency.document.model)
-    space = space if space is not None else latency.document.space
-    bound = space if isinstance(space, SearchSpace) else SearchSpace.load(space, factory.shape)
-    backend = make_backend(latency.backend, factory, latency.batch, latency.seq_len, latency.threads)
+    bound, backend = _space_and_backend(latency, space, factory)
     fitted = {record.architecture_hash for record in latency.document.end_to_end}
     archs = sample_architectures(bound, n, np.random.default_rng(seed), fitted)
     log = MeasurementLog(store, latency.fingerprint, latency.backend, latency.batch,
@@ -141,10 +139,16 @@ def dense_speed(model: LatencyModel, *, protocol: Protocol = QUICK,
     than another Zen 4's profile). The figure is a median of per-round minima, which load
     only raises, so a figure well below 1 is a faster machine or a profile taken in a slow
     period, never a busy moment."""
+    bound, backend = _space_and_backend(model, space, factory)
+    figures = measure({"dense": backend.model(bound.dense())}, protocol, threads=backend.threads)
+    return figures["dense"].median_ms / model.dense_ms
+
+
+def _space_and_backend(model: LatencyModel, space: str | Path | SearchSpace | None,
+                       factory: ModelFactory | None) -> tuple[SearchSpace, Backend]:
+    """The space to measure in (default: the one the model was profiled on) and a backend
+    that builds its models as the profile did (same backend, batch, length, threads)."""
     factory = factory or CompressFactory(model.document.model)
     space = space if space is not None else model.document.space
     bound = space if isinstance(space, SearchSpace) else SearchSpace.load(space, factory.shape)
-    dense = bound.dense()
-    backend = make_backend(model.backend, factory, model.batch, model.seq_len, model.threads)
-    figures = measure({"dense": backend.model(dense)}, protocol, threads=backend.threads)
-    return figures["dense"].median_ms / model.dense_ms
+    return bound, make_backend(model.backend, factory, model.batch, model.seq_len, model.threads)
