@@ -222,6 +222,9 @@ def test_job_summaries_count_trials_and_find_the_best_metric(store: Store) -> No
     assert summary.metric_name == "accuracy"
     assert (summaries[empty].total, summaries[empty].best_metric) == (0, None)
     assert [s.job.id for s in store.job_summaries([empty])] == [empty]
+    assert (store.count_trials(job_id), store.count_trials(empty)) == (5, 0)
+    with pytest.raises(NotFoundError):
+        store.count_trials(empty + 1)
 
 
 # ---- trials --------------------------------------------------------------------------------

@@ -109,7 +109,7 @@ def run_job(
     try:
         spec = JobSpec.from_json(job.spec_json)
         prepared = prepare(spec, store=store, quiet=not progress,
-                           resuming=bool(store.trials(job_id)))
+                           resuming=store.count_trials(job_id) > 0)
         prepared.make_estimator()  # the teacher and importance scores, trained or loaded once
         store.reset_running_trials(job_id)
         kind = executor or spec.executor.kind

@@ -405,6 +405,13 @@ class Store:
             self._job(session, job_id)
             return [TrialRecord.from_row(trial) for trial in session.scalars(query)]
 
+    def count_trials(self, job_id: int) -> int:
+        """How many trials a job has, in any state (one COUNT query, no rows read)."""
+        with self._read() as session:
+            self._job(session, job_id)
+            return int(session.scalar(select(func.count()).select_from(Trial)
+                                      .where(Trial.job_id == job_id)) or 0)
+
     def reset_running_trials(self, job_id: int) -> int:
         """Put trials left running by a dead runner back to waiting (attempt + 1)."""
         with self._write() as session:
