@@ -62,7 +62,12 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from autoprune.data import Encoded, collate, encode, load_task, training_batches
 from autoprune.estimate import TeacherRecipe, prepare_teacher
-from autoprune.estimate.training import evaluate, freeze_embeddings, make_optimizer
+from autoprune.estimate.training import (
+    evaluate,
+    freeze_embeddings,
+    make_optimizer,
+    takes_weight_decay,
+)
 from autoprune.models import load_base, load_tokenizer
 from autoprune.spec import TaskSpec
 
@@ -185,7 +190,7 @@ def layer_decayed_optimizer(model: nn.Module, lr: float, decay: float,
         if ".encoder.layer." in name:
             depth = int(name.split(".encoder.layer.")[1].split(".")[0])
             rate = lr * decay ** (layers - 1 - depth)
-        decayed = 0.0 if parameter.ndim < 2 or "LayerNorm" in name else weight_decay
+        decayed = weight_decay if takes_weight_decay(name, parameter) else 0.0
         groups.setdefault((rate, decayed), []).append(parameter)
     return torch.optim.AdamW([{"params": params, "lr": rate, "weight_decay": decayed}
                               for (rate, decayed), params in groups.items()], lr=lr)

@@ -46,13 +46,18 @@ def freeze_embeddings(model: nn.Module) -> int:
     return frozen
 
 
+def takes_weight_decay(name: str, parameter: nn.Parameter) -> bool:
+    """Whether AdamW decays this parameter: not biases and LayerNorm weights (the BERT recipe)."""
+    return parameter.ndim >= 2 and "LayerNorm" not in name
+
+
 def make_optimizer(model: nn.Module, lr: float, weight_decay: float = 0.01) -> torch.optim.AdamW:
     """AdamW without decay on biases and LayerNorm weights (the BERT recipe)."""
     decay, no_decay = [], []
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
-        (no_decay if parameter.ndim < 2 or "LayerNorm" in name else decay).append(parameter)
+        (decay if takes_weight_decay(name, parameter) else no_decay).append(parameter)
     groups = [{"params": decay, "weight_decay": weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr)
