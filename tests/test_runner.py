@@ -198,6 +198,33 @@ def test_a_job_that_profiles_for_margin_auto_validates_the_new_model(job_spec, m
         assert calls == expected and model.path == tmp_path / "lat.json"
 
 
+def test_profiling_over_another_devices_model_keeps_that_file(job_spec, monkeypatch, tmp_path) -> None:
+    import autoprune.latency as latency
+
+    committed = Path(__file__).resolve().parent.parent / "latency_models" / "this-cpu-torch-b1-s128.json"
+    foreign = json.loads(committed.read_text())
+    foreign["fingerprint"] = {**foreign["fingerprint"], "cpu_id": "0/0/0"}  # never this machine
+    foreign["created"] = "2026-01-02T03:04:05+00:00"
+    (tmp_path / "lat.json").write_text(json.dumps(foreign))
+    fresh = committed.read_text()
+
+    def fake_profile(model, backend, batch, seq_len, threads, out, **kwargs):
+        Path(out).write_text(fresh)
+        return latency.LatencyModel.load(out)
+
+    monkeypatch.setattr(latency, "profile", fake_profile)
+    with warnings.catch_warnings():  # the committed model may come from another CPU
+        warnings.simplefilter("ignore")
+        load_or_profile_latency_model(job_spec(), quiet=True)
+        load_or_profile_latency_model(job_spec(latency={"profile": True}), quiet=True)
+    kept = tmp_path / "lat.replaced-20260102T030405.json"
+    assert json.loads(kept.read_text()) == foreign  # the second profile did not overwrite it
+    assert (tmp_path / "lat.json").read_text() == fresh
+    created = json.loads(fresh)["created"][:19].replace("-", "").replace(":", "")
+    assert sorted(p.name for p in tmp_path.glob("lat*.json")) == [
+        "lat.json", f"lat.replaced-{created}.json", kept.name]
+
+
 @pytest.mark.parametrize(("speed", "resuming", "profiles"), [
     (0.78, False, True),    # this machine outruns the profile of its CPU model
     (0.95, False, False),   # within the noise

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -70,6 +71,30 @@ def _existing_latency_model(spec: JobSpec) -> tuple[Any, bool]:
     return existing, False
 
 
+def keep_replaced(path: Path) -> Path | None:
+    """Copy the latency model that a new profile is about to overwrite to
+    ``NAME.replaced-<its creation time>.json`` beside it, once. The file may be another
+    device's profile that nothing else holds (a job on a new machine, ``profile: auto``),
+    and a stored measurement is not the job's to lose."""
+    if not path.is_file():
+        return None
+    from autoprune.latency import LatencyModel
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            created = LatencyModel.load(path).document.created
+        stamp = "".join(c for c in created[:19] if c.isdigit() or c == "T")
+    except (OSError, ValueError, LatencyModelError):  # unreadable: kept too, by its mtime
+        stamp = str(int(path.stat().st_mtime))
+    kept = path.with_name(f"{path.stem}.replaced-{stamp}{path.suffix}")
+    if not kept.exists():
+        shutil.copy2(path, kept)
+    log.warning("latency model %s is profiled again; the file it replaces is kept as %s",
+                path, kept)
+    return kept
+
+
 def load_or_profile_latency_model(spec: JobSpec, store: Any = None, quiet: bool = False,
                                   check_speed: bool = True) -> Any:
     """The spec's latency model, profiling this device first when the spec says so.
@@ -96,6 +121,7 @@ def load_or_profile_latency_model(spec: JobSpec, store: Any = None, quiet: bool 
         out = path or autoprune_home() / "latency_models" / (
             f"{spec.name}-{latency.backend}-b{latency.batch}-s{latency.seq_len}.json")
         out.parent.mkdir(parents=True, exist_ok=True)
+        keep_replaced(out)
         from contextlib import nullcontext
 
         from autoprune.latency import NullProgress, RichProgress
