@@ -380,6 +380,8 @@ def main() -> None:
         runs += [{**run, "from_earlier_results": True} for run in earlier["runs"]
                  if (run["budget_ratio"], run["seed"]) not in done]
         runs.sort(key=lambda run: (-run["budget_ratio"], run["seed"]))
+        settings["budgets"] = ",".join(dict.fromkeys(f"{run['budget_ratio']:g}:{run['space']}"
+                                                     for run in runs))
     fronts = [member for run in runs for member in run["front"]]
     gains = [run["searched_minus_uniform"] for run in runs if run["searched_minus_uniform"] is not None]
     ceilings = [run["teacher_minus_uniform"] for run in runs if run["teacher_minus_uniform"] is not None]
@@ -393,9 +395,12 @@ def main() -> None:
         "teacher_minus_uniform_median": round(statistics.median(ceilings), 4) if ceilings else None,
         "settings": settings,
         "latency_model": latency_model_summary(args.latency_model),
-        "seconds": round(time.perf_counter() - started, 1),
+        # A report runs nothing: the time its runs took is in the results it rewrites.
+        "seconds": None if args.phase == "report" else round(time.perf_counter() - started, 1),
     }
-    by_ratio = {ratio: [r for r in runs if r["budget_ratio"] == ratio] for ratio, _ in budgets}
+    # Every budget in the results, merged ones included, has its target judged.
+    ratios = sorted({ratio for ratio, _ in budgets} | {r["budget_ratio"] for r in runs}, reverse=True)
+    by_ratio = {ratio: [r for r in runs if r["budget_ratio"] == ratio] for ratio in ratios}
     result["targets"] = {
         **{f"within_{tolerance(ratio) * 100:g}_points_of_teacher_at_{ratio:g}": all(
             r["within_budget"] and r["metric_minus_teacher"] >= -tolerance(ratio) for r in rs)
