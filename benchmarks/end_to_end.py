@@ -303,6 +303,16 @@ def latency_model_summary(path: Path) -> dict[str, Any] | None:
             "suggested_margin": None if margin is None else round(margin, 4)}
 
 
+def seconds_taken(args: argparse.Namespace, elapsed: float, kept_earlier: bool) -> float | None:
+    """What the runs in the results took: a report runs nothing and keeps the figure of the
+    results it rewrites; a merge that kept earlier runs adds their time to this invocation's."""
+    earlier = (json.loads(args.results.read_text()).get("seconds")
+               if args.results.is_file() and (kept_earlier or args.phase == "report") else None)
+    if args.phase == "report":
+        return earlier
+    return round(elapsed + (earlier or 0.0), 1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budgets", default="0.5:bert-structured,0.3:bert-int8",
@@ -395,8 +405,8 @@ def main() -> None:
         "teacher_minus_uniform_median": round(statistics.median(ceilings), 4) if ceilings else None,
         "settings": settings,
         "latency_model": latency_model_summary(args.latency_model),
-        # A report runs nothing: the time its runs took is in the results it rewrites.
-        "seconds": None if args.phase == "report" else round(time.perf_counter() - started, 1),
+        "seconds": seconds_taken(args, time.perf_counter() - started,
+                                 any(run.get("from_earlier_results") for run in runs)),
     }
     # Every budget in the results, merged ones included, has its target judged.
     ratios = sorted({ratio for ratio, _ in budgets} | {r["budget_ratio"] for r in runs}, reverse=True)
