@@ -218,7 +218,7 @@ def test_profiling_over_another_devices_model_keeps_that_file(job_spec, monkeypa
         load_or_profile_latency_model(job_spec(), quiet=True)
         load_or_profile_latency_model(job_spec(latency={"profile": True}), quiet=True)
     kept = tmp_path / "lat.replaced-20260102T030405.json"
-    assert json.loads(kept.read_text()) == foreign  # the second profile did not overwrite it
+    assert json.loads(kept.read_text()) == foreign  # kept under its own creation time
     assert (tmp_path / "lat.json").read_text() == fresh
     created = json.loads(fresh)["created"][:19].replace("-", "").replace(":", "")
     assert {p.name for p in tmp_path.glob("lat*.json")} == {
