@@ -64,6 +64,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np
 import torch
+from scipy.special import softmax
 from torch import nn
 from transformers import get_linear_schedule_with_warmup
 from transformers.modeling_outputs import SequenceClassifierOutput
@@ -245,15 +246,10 @@ def ensemble_targets(train: int, dev: int) -> tuple[torch.Tensor, np.ndarray, li
     if any(m["train"].shape[0] != train or m["dev"].shape[0] != dev for m in members):
         raise SystemExit(f"ensemble: the member predictions in {MEMBERS} are not of this "
                          "CoLA split; delete them and run the members again")
-    probabilities = {split: np.mean([softmax(m[split]) for m in members], axis=0)
+    probabilities = {split: np.mean([softmax(m[split], axis=-1) for m in members], axis=0)
                      for split in ("train", "dev")}
     seeds = [int(f.stem.removeprefix("member-seed")) for f in files]
     return torch.from_numpy(probabilities["train"]), probabilities["dev"], seeds
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
 def run(name: str, seed: int) -> dict[str, Any]:

@@ -303,14 +303,15 @@ def latency_model_summary(path: Path) -> dict[str, Any] | None:
             "suggested_margin": None if margin is None else round(margin, 4)}
 
 
-def seconds_taken(args: argparse.Namespace, elapsed: float, kept_earlier: bool) -> float | None:
+def seconds_taken(args: argparse.Namespace, elapsed: float, kept_earlier: bool,
+                  earlier: dict[str, Any] | None) -> float | None:
     """What the runs in the results took: a report runs nothing and keeps the figure of the
-    results it rewrites; a merge that kept earlier runs adds their time to this invocation's."""
-    earlier = (json.loads(args.results.read_text()).get("seconds")
-               if args.results.is_file() and (kept_earlier or args.phase == "report") else None)
+    results it rewrites (``earlier``); a merge that kept earlier runs adds their time to this
+    invocation's."""
+    earlier_seconds = (earlier or {}).get("seconds")
     if args.phase == "report":
-        return earlier
-    return round(elapsed + (earlier or 0.0), 1)
+        return earlier_seconds
+    return round(elapsed + ((earlier_seconds or 0.0) if kept_earlier else 0.0), 1)
 
 
 def main() -> None:
@@ -367,11 +368,11 @@ def main() -> None:
               if key in MERGE_DEVICE_KEYS}
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()
                 if k not in ("phase", "threads", "results")}
-    if args.merge and args.results.is_file():
+    earlier = json.loads(args.results.read_text()) if args.results.is_file() else None
+    if args.merge and earlier is not None:
         # Seeds searched in an earlier session on the same CPU: the store that held them is
         # gone, their results are not. Runs from another CPU or library version are not the
         # same benchmark (latency and even accuracy move), so they are refused.
-        earlier = json.loads(args.results.read_text())
         # Results written before they recorded a device are taken as this one's.
         changed = differences(earlier.get("device", device), device)
         if changed:
@@ -406,7 +407,7 @@ def main() -> None:
         "settings": settings,
         "latency_model": latency_model_summary(args.latency_model),
         "seconds": seconds_taken(args, time.perf_counter() - started,
-                                 any(run.get("from_earlier_results") for run in runs)),
+                                 any(run.get("from_earlier_results") for run in runs), earlier),
     }
     # Every budget in the results, merged ones included, has its target judged.
     ratios = sorted({ratio for ratio, _ in budgets} | {r["budget_ratio"] for r in runs}, reverse=True)

@@ -16,7 +16,8 @@ machine:
 * for each rule, and for the fixed margins 0.03 (the default) and 0.06, the share of exports
   that the margin would have kept within budget.
 
-It measures nothing and needs no torch: it reads JSON. Each results file is paired with the
+It measures nothing: it reads JSON (the margin is the library's own
+:func:`autoprune.latency.predictor.margin_covering`). Each results file is paired with the
 latency model of its run: the file its results record, or else the committed model of its
 CPU (the run's ``device.cpu_id``, and the model committed before the results were).
 
@@ -33,10 +34,12 @@ from typing import Any
 
 import numpy as np
 
+from autoprune.latency.predictor import MARGIN_COVERAGE, margin_covering
+
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
 MODELS = REPO / "latency_models"
-COVERAGE = 0.95
+COVERAGE = MARGIN_COVERAGE
 FIXED = (0.03, 0.06)
 
 # results file -> (machine, latency model it searched with, relative to latency_models/).
@@ -63,19 +66,13 @@ def committed(path: Path) -> dict[str, Any]:
     return json.loads(shown.stdout)
 
 
-def margin_for(errors: np.ndarray) -> float:
-    """The margin under which a share COVERAGE of these relative errors stay within budget."""
-    q = max(float(np.quantile(errors, COVERAGE)), 0.0)
-    return q / (1.0 + q)
-
-
 def validation_rules(model: dict[str, Any]) -> dict[str, float]:
     points = model["validation"]["points"]
     first = np.array([p["first_ms"] / p["predicted_ms"] - 1.0 for p in points])
     second = np.array([p["second_ms"] / p["predicted_ms"] - 1.0 for p in points])
     rules = {"both": np.concatenate([first, second]), "mean": (first + second) / 2,
              "min": np.minimum(first, second), "first_pass": first, "second_pass": second}
-    return {name: round(margin_for(errors), 4) for name, errors in rules.items()}
+    return {name: round(margin_covering(errors, COVERAGE), 4) for name, errors in rules.items()}
 
 
 def export_errors(results: dict[str, Any]) -> list[float]:
@@ -118,7 +115,7 @@ def main() -> None:
             "results": entry["results"], "n_exports": len(errors),
             "export_error_median": round(float(np.median(errors)), 4),
             "export_error_max": round(float(errors.max()), 4),
-            "needed_margin": round(margin_for(errors), 4),
+            "needed_margin": round(margin_covering(errors, COVERAGE), 4),
             "suggested_margin": rules,
             "within_budget_share": {
                 **{rule: within(errors, m) for rule, m in rules.items()},

@@ -32,6 +32,15 @@ MARGIN_COVERAGE = 0.95
 MAX_MARGIN = 0.45  # the spec's margin is < 0.5; more than this leaves no search to speak of
 
 
+def margin_covering(errors: Iterable[float], coverage: float = MARGIN_COVERAGE) -> float:
+    """The margin ``m`` under which a share ``coverage`` of these relative latency errors
+    (measured / predicted - 1) stay within a budget they were predicted at: with ``q`` their
+    ``coverage`` quantile, ``(1 - m) * (1 + q) <= 1``, so ``m = q / (1 + q)`` (0 when even
+    that quantile is over-predicted)."""
+    q = max(float(np.quantile(list(errors), coverage)), 0.0)
+    return q / (1.0 + q)
+
+
 class LatencyModelWarning(UserWarning):
     """A latency model is used on a device other than the one it was measured on."""
 
@@ -219,8 +228,7 @@ class LatencyModel:
             return None
         errors = [measured / point.predicted_ms - 1.0 for point in validation.points
                   for measured in (point.first_ms, point.second_ms)]
-        q = float(np.quantile(errors, coverage))
-        return min(max(q, 0.0) / (1.0 + max(q, 0.0)), MAX_MARGIN)
+        return min(margin_covering(errors, coverage), MAX_MARGIN)
 
     # ---- device ------------------------------------------------------------------------------
     def device_differences(self) -> list[str]:

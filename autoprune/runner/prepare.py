@@ -11,6 +11,7 @@ estimator loads them instead of training again).
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -78,14 +79,10 @@ def keep_replaced(path: Path) -> Path | None:
     and a stored measurement is not the job's to lose."""
     if not path.is_file():
         return None
-    from autoprune.latency import LatencyModel
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            created = LatencyModel.load(path).document.created
+    try:  # only its ``created`` is needed: the file is kept whether or not it would load
+        created = str(json.loads(path.read_text())["created"])
         stamp = "".join(c for c in created[:19] if c.isdigit() or c == "T")
-    except (OSError, ValueError, LatencyModelError):  # unreadable: kept too, by its mtime
+    except (OSError, ValueError, KeyError, TypeError):  # unreadable: kept too, by its mtime
         stamp = str(int(path.stat().st_mtime))
     kept = path.with_name(f"{path.stem}.replaced-{stamp}{path.suffix}")
     if not kept.exists():
