@@ -176,9 +176,13 @@ def one_run(store: Store, ratio: float, space: str, seed: int, args: argparse.Na
         tag += "-fs"
     if args.latency_model == HERE_LATENCY_MODEL:  # other budgets: their own jobs and exports
         tag += "-here"
+    options: dict[str, Any] = {"warm_start": args.warm_start}
+    if args.guided_start:
+        options["guided_start"] = args.guided_start
+        tag += f"-g{args.guided_start}"
     searched = job_spec(f"e2e-search-{tag}", space,
                         {"name": "evolution", "evaluations": args.evaluations, "population": 8,
-                         "seed": seed, "options": {"warm_start": args.warm_start}},
+                         "seed": seed, "options": options},
                         {"budget_ratio": ratio, "margin": args.margin}, args, finetune_seed)
     report_only = args.phase == "report"
     job_id = run_or_reuse(store, searched, report_only)
@@ -326,6 +330,9 @@ def main() -> None:
     parser.add_argument("--export-steps", type=int, default=DEFAULT_EXPORT_STEPS)
     parser.add_argument("--warm-start", type=int, default=4,
                         help="initial-population members taken from the top of the uniform sweep")
+    parser.add_argument("--guided-start", type=int, default=0,
+                        help="then this many importance-guided allocations (evolution's "
+                             "guided_start; other values: their own jobs)")
     parser.add_argument("--margin", type=margin_option, default=DEFAULT_MARGIN,
                         help="latency.margin of the searches (fraction of the budget held back), "
                              "or auto (the latency model's held-out error)")

@@ -15,7 +15,7 @@ import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -24,9 +24,15 @@ from autoprune.errors import AutopruneError, SpecError
 from autoprune.objectives import Objective
 from autoprune.space import Architecture, SearchSpace
 
+if TYPE_CHECKING:
+    from autoprune.controllers.guided import LayerScores
+
 TrialState = Literal["complete", "pruned", "failed", "infeasible"]
 STATES: tuple[str, ...] = ("complete", "pruned", "failed", "infeasible")
 LatencyFn = Callable[[Architecture], float]
+# The teacher's unit importance, asked for on first use (it may train the teacher); None when
+# the job's estimator has none (the null estimator).
+ScoresFn = Callable[[], "LayerScores | None"]
 
 # How hard ``fresh`` looks for an architecture not proposed before, before it gives up and
 # repeats one (only a nearly exhausted space gets there).
@@ -83,7 +89,8 @@ class Controller(ABC):
     ``latency_fn`` is a cheap latency predictor (the runner's fitted latency model). Without
     it, :meth:`latency` falls back to an analytic FLOPs proxy scaled so that the dense model
     costs ``objective.dense_ms`` (FLOPs ignore sparsity and bit-width, so the proxy cannot
-    see int8 or sparse speed-ups).
+    see int8 or sparse speed-ups). ``scores_fn`` gives the teacher's head and neuron
+    importance to strategies that allocate by it (:meth:`scores`).
     """
 
     name: ClassVar[str] = ""
@@ -100,6 +107,7 @@ class Controller(ABC):
         seed: int = 0,
         *,
         latency_fn: LatencyFn | None = None,
+        scores_fn: ScoresFn | None = None,
         **options: Any,
     ) -> None:
         self.space = space
@@ -107,6 +115,7 @@ class Controller(ABC):
         self.seed = int(seed)
         self.options = self.parse_options(options)
         self.latency_fn = latency_fn
+        self.scores_fn = scores_fn
         self.rng = np.random.default_rng(self.seed)
         self.history: list[TrialResult] = []
         self._asked: set[Architecture] = set()
@@ -177,6 +186,7 @@ class Controller(ABC):
         history: Sequence[TrialResult],
         *,
         latency_fn: LatencyFn | None = None,
+        scores_fn: ScoresFn | None = None,
         **options: Any,
     ) -> Controller:
         """A controller in the state the history left the original in, by replaying it.
@@ -187,7 +197,8 @@ class Controller(ABC):
         :class:`ResumeDivergedWarning` says so, and a fresh controller is told the whole
         history without asking: informed, but not the state the original had.
         """
-        controller = cls(space, objective, seed, latency_fn=latency_fn, **options)
+        controller = cls(space, objective, seed, latency_fn=latency_fn, scores_fn=scores_fn,
+                         **options)
         for index, batch in enumerate(group_batches(history)):
             recorded = [result.architecture for result in batch]
             replayed = controller.ask(len(batch))
@@ -198,7 +209,8 @@ class Controller(ABC):
                     ResumeDivergedWarning,
                     stacklevel=2,
                 )
-                controller = cls(space, objective, seed, latency_fn=latency_fn, **options)
+                controller = cls(space, objective, seed, latency_fn=latency_fn,
+                                 scores_fn=scores_fn, **options)
                 controller.tell(history)
                 return controller
             controller.tell(batch)
@@ -221,6 +233,10 @@ class Controller(ABC):
             value = self.objective.dense_ms * self.space.stats(arch).flops / self._dense_flops
         self._latency_cache[arch] = value
         return value
+
+    def scores(self) -> LayerScores | None:
+        """The teacher's unit importance from ``scores_fn`` (None without one)."""
+        return self.scores_fn() if self.scores_fn is not None else None
 
     @property
     def can_predict_latency(self) -> bool:

@@ -13,11 +13,14 @@ generational: the population is the ``elites`` best results ever seen plus the m
 ``population - elites`` usable results (aging, as in regularized evolution); each child comes
 from a tournament. Until ``population`` results are known, proposals are random feasible
 samples (the initial population), after the first ``warm_start`` proposals, which are the
-uniform baseline's best: the top of its sweep, the uniform models closest under the budget. A
-warm start is the hand-crafted answer the search has to beat; it keeps the initial population
-from being all random samples, which drop half the layers of a space that allows dropping
-(on SST-2 the 48 real cheap fine-tunes of ``benchmarks/data`` rate full-depth models about a
-point above shallower ones of the same latency).
+uniform baseline's best: the top of its sweep, the uniform models closest under the budget,
+and the first ``guided_start`` importance-guided allocations (:mod:`autoprune.controllers.
+guided`: the teacher's most important heads and neurons kept across layers, closest under the
+budget first; none when the job's estimator has no importance scores). A warm start is the
+hand-crafted answer the search has to beat; it keeps the initial population from being all
+random samples, which drop half the layers of a space that allows dropping (on SST-2 the 48
+real cheap fine-tunes of ``benchmarks/data`` rate full-depth models about a point above
+shallower ones of the same latency).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from autoprune.controllers.base import Controller, ControllerOptions, TrialResult
+from autoprune.controllers.guided import guided_grid, is_uniform
 from autoprune.controllers.uniform import uniform_grid
 from autoprune.objectives import domination_counts
 from autoprune.space import Architecture
@@ -43,6 +47,8 @@ class EvolutionOptions(ControllerOptions):
     )  # per coordinate; None = 1/dims
     # The first proposals: this many uniform models from the top of the uniform sweep.
     warm_start: int = Field(default=0, ge=0)
+    # Then this many importance-guided allocations (non-uniform ones) from the top of theirs.
+    guided_start: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")
     def _elites_fit(self) -> EvolutionOptions:
@@ -125,16 +131,24 @@ class EvolutionController(Controller):
     def _initial(self, batch: list[Architecture]) -> Architecture:
         """A member of the initial population: the next warm-start model, else a random one."""
         if self._warm is None:
-            self._warm = (
-                uniform_grid(self)[: self.options.warm_start]
-                if self.options.warm_start and self.can_predict_latency
-                else []
-            )
+            self._warm = self._warm_start()
         while self._warm:
             arch = self._warm.pop(0)
             if self.is_new(arch, batch):
                 return arch
         return self.sample_new(batch)
+
+    def _warm_start(self) -> list[Architecture]:
+        """The uniform, then the importance-guided, models the initial population begins with."""
+        if not self.can_predict_latency:
+            return []
+        warm = uniform_grid(self)[: self.options.warm_start] if self.options.warm_start else []
+        scores = self.scores() if self.options.guided_start else None
+        if scores is not None:
+            guided = [arch for arch in guided_grid(self, scores)
+                      if arch not in warm and not is_uniform(arch)]
+            warm += guided[: self.options.guided_start]
+        return warm
 
     def _tell(self, results: list[TrialResult]) -> None:
         for result in results:

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from autoprune.controllers.base import Controller, ResumeDivergedWarning, TrialResult
+from autoprune.controllers.base import Controller, ResumeDivergedWarning, ScoresFn, TrialResult
 from autoprune.controllers.registry import CONTROLLERS
 from autoprune.objectives import Objective
 from autoprune.space import Architecture, LayerConfig, ModelShape, SearchSpace
@@ -164,11 +164,13 @@ def make(
     objective: Objective,
     seed: int = 0,
     latency_fn: Callable[[Architecture], float] | None = None,
+    scores_fn: ScoresFn | None = None,
     **options: Any,
 ) -> Controller:
     """A registered controller with the suite's fast options (overridden by ``options``)."""
     return CONTROLLERS[name](
-        space, objective, seed, latency_fn=latency_fn, **{**FAST_OPTIONS.get(name, {}), **options}
+        space, objective, seed, latency_fn=latency_fn, scores_fn=scores_fn,
+        **{**FAST_OPTIONS.get(name, {}), **options}
     )
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from autoprune.controllers import TrialResult, get_controller
+from autoprune.controllers.guided import LayerScores
 from autoprune.errors import LatencyModelError
 from autoprune.objectives import Objective
 from autoprune.space import Architecture, ModelShape, SearchSpace
@@ -238,14 +239,22 @@ def prepare(spec: JobSpec, *, store: Any = None, quiet: bool = False,
     budget = float(spec.latency.budget_ms or spec.latency.budget_ratio * dense_ms)  # type: ignore[operator]
     objective = Objective(kind=spec.objective.kind, budget_ms=budget * (1.0 - resolve_margin(spec, model)),
                           w=spec.objective.w, dense_ms=dense_ms)
-    cls = get_controller(spec.controller.name)
-    controller = cls(space, objective, seed=spec.controller.seed, latency_fn=model.predict,
-                     **controller_options(cls, spec))
     if estimator_factory is None:
         from autoprune.estimate import build_estimator
 
         def estimator_factory() -> Any:
             return build_estimator(spec, progress=not quiet)
+
+    def scores() -> LayerScores | None:
+        # Late-bound: ``prepared`` exists by the time a controller first asks for scores, and
+        # the estimator it builds (teacher and importance) is the one the trials use.
+        estimator = prepared.make_estimator()
+        importance = getattr(getattr(estimator, "finetune", estimator), "importance", None)
+        return None if importance is None else LayerScores.from_importance(importance)
+
+    cls = get_controller(spec.controller.name)
+    controller = cls(space, objective, seed=spec.controller.seed, latency_fn=model.predict,
+                     scores_fn=scores, **controller_options(cls, spec))
 
     prepared = Prepared(
         spec=spec, space=space, objective=objective, controller=controller,

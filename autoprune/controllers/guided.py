@@ -1,0 +1,141 @@
+"""Importance-guided allocation: how many heads and neurons each layer keeps, by global rank.
+
+The uniform baseline keeps the same share of every layer. The pruning literature's other
+hand-crafted answer ranks every head (and every FFN neuron) of the kept layers together by the
+teacher's importance and keeps the global top ``K``, so a layer whose units matter less gives
+up more of them: global head pruning (Michel et al. 2019, on per-layer normalised head scores,
+which :func:`autoprune.compress.compute_importance` returns) and the global Fisher-based mask
+allocation of Kwon et al. (2022, "A Fast Post-Training Pruning Framework for Transformers").
+
+:func:`guided_grid` enumerates those allocations the way :func:`uniform_grid` enumerates
+uniform models: for every depth (top layers dropped) and every ``K`` a uniform model would
+keep (``depth x`` a heads choice, ``depth x`` an FFN fraction of the neurons), with the
+space's other per-layer fields shared by every layer, each layer's count rounded to the
+nearest choice of the space; those predicted within the budget, closest under it first. The
+evolution's ``guided_start`` seeds its initial population from the top of it.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from autoprune.errors import SpecError
+from autoprune.space import FIELDS, Architecture, LayerConfig, SearchSpace
+
+if TYPE_CHECKING:
+    from autoprune.controllers.base import Controller
+
+
+@dataclass(frozen=True)
+class LayerScores:
+    """Per-layer unit importance of the base model (higher = more important).
+
+    ``heads`` is ``[num_layers, num_heads]``; ``neurons`` one ``[intermediate]`` array per
+    layer. Built from :class:`autoprune.compress.Importance` with :meth:`from_importance`, so
+    controllers need neither torch nor the teacher, only these arrays.
+    """
+
+    heads: np.ndarray
+    neurons: tuple[np.ndarray, ...]
+
+    def __post_init__(self) -> None:
+        if self.heads.ndim != 2 or len(self.neurons) != self.heads.shape[0]:
+            raise ValueError("LayerScores: heads must be [layers, heads] with one neuron array "
+                             "per layer")
+
+    @classmethod
+    def from_importance(cls, importance: Any) -> LayerScores:
+        """From anything with tensor-like ``heads`` and ``neurons`` (an ``Importance``)."""
+        heads = np.asarray(importance.heads.detach().cpu() if hasattr(importance.heads, "detach")
+                           else importance.heads, dtype=np.float64)
+        neurons = tuple(
+            np.asarray(n.detach().cpu() if hasattr(n, "detach") else n, dtype=np.float64)
+            for n in importance.neurons
+        )
+        return cls(heads=heads, neurons=neurons)
+
+
+def is_uniform(arch: Architecture) -> bool:
+    """Every kept layer compressed alike (what the uniform sweep already proposes)."""
+    return len({layer for layer in arch if layer.keep}) <= 1
+
+
+def global_counts(scores: Sequence[np.ndarray], total: int) -> list[int]:
+    """How many of each layer's units the global top ``total`` of ``scores`` holds.
+
+    Equal scores go to the unit ranked higher within its own layer, then to the lower layer,
+    so equal scores everywhere give an even split and the answer is deterministic.
+    """
+    arrays = [np.asarray(s, dtype=np.float64).ravel() for s in scores]
+    flat = np.concatenate(arrays)
+    owner = np.concatenate([np.full(a.size, i) for i, a in enumerate(arrays)])
+    # Each unit's rank inside its layer (0 = the layer's most important).
+    within = np.concatenate([np.argsort(np.argsort(-a, kind="stable"), kind="stable")
+                             for a in arrays])
+    total = max(0, min(int(total), flat.size))
+    top = np.lexsort((owner, within, -flat))[:total]
+    return np.bincount(owner[top], minlength=len(arrays)).astype(int).tolist()
+
+
+def _nearest(value: float, choices: Sequence[float]) -> float:
+    """The choice nearest ``value``; a tie goes to the larger (keeping more is the safer error)."""
+    return min(choices, key=lambda c: (abs(float(c) - value), -float(c)))
+
+
+def guided_architecture(space: SearchSpace, scores: LayerScores, depth: int, heads: int,
+                        ffn: float, **shared: Any) -> Architecture:
+    """The first ``depth`` layers kept, holding the global top ``depth * heads`` heads and
+    top ``depth * ffn`` of their neurons, each layer's count rounded to the space's choices;
+    ``shared`` (sparsity, pattern, bits) is the same in every kept layer."""
+    kept = list(range(depth))
+    head_counts = global_counts([scores.heads[i] for i in kept], depth * heads)
+    intermediate = space.shape.intermediate
+    neuron_counts = global_counts([scores.neurons[i] for i in kept],
+                                  round(depth * ffn * intermediate))
+    head_choices = space.choices("heads")
+    ffn_choices = space.choices("ffn")
+    layers = [
+        LayerConfig(keep=True, heads=int(_nearest(h, head_choices)),
+                    ffn=float(_nearest(n / intermediate, ffn_choices)), **shared)
+        for h, n in zip(head_counts, neuron_counts, strict=True)
+    ]
+    layers += [LayerConfig.dropped()] * (space.num_layers - depth)
+    return Architecture(tuple(layers))
+
+
+def guided_grid(controller: Controller, scores: LayerScores) -> list[Architecture]:
+    """The importance-guided architectures of ``controller``'s space predicted within its
+    budget, closest under the budget first (as :func:`uniform_grid` orders its sweep)."""
+    space = controller.space
+    if scores.heads.shape[0] != space.num_layers:
+        raise SpecError(f"importance scores cover {scores.heads.shape[0]} layers, the space "
+                        f"{space.num_layers}")
+    if True not in space.choices("keep"):
+        return []
+    shared_names = [name for name in FIELDS if name not in ("keep", "heads", "ffn")]
+    can_drop = False in space.choices("keep")
+    depths = range(space.definition.min_layers, space.num_layers + 1) if can_drop else [
+        space.num_layers]
+    grid: dict[Architecture, float] = {}
+    for values in itertools.product(*(space.choices(name) for name in shared_names)):
+        shared = dict(zip(shared_names, values, strict=True))
+        if shared["pattern"] == "unstructured" and shared["sparsity"] == 0.0:
+            continue  # the same model as dense
+        for depth, heads, ffn in itertools.product(depths, space.choices("heads"),
+                                                   space.choices("ffn")):
+            if heads == 0 or ffn == 0:
+                continue  # a budget with nothing to rank
+            arch = guided_architecture(space, scores, depth, heads, ffn, **shared)
+            if arch in grid or not space.contains(arch):
+                continue
+            if all(layer.heads == 0 for layer in arch if layer.keep):
+                continue  # no attention anywhere (see uniform_grid)
+            latency = controller.latency(arch)
+            if controller.objective.feasible(latency):
+                grid[arch] = latency
+    return sorted(grid, key=lambda a: (-grid[a], a.to_json()))

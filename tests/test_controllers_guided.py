@@ -1,0 +1,150 @@
+"""The importance-guided allocation (global ranking of heads and neurons) and its warm start."""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from autoprune.compress import Importance
+from autoprune.controllers.base import ResumeDivergedWarning
+from autoprune.controllers.guided import (
+    LayerScores,
+    global_counts,
+    guided_architecture,
+    guided_grid,
+    is_uniform,
+)
+from autoprune.controllers.testing import SyntheticProblem, drive, make, small_space
+from autoprune.controllers.uniform import uniform_grid
+from autoprune.errors import SpecError
+
+
+@pytest.fixture()
+def problem() -> SyntheticProblem:
+    return SyntheticProblem(small_space())
+
+
+def skewed_scores(problem: SyntheticProblem) -> LayerScores:
+    """Layer 0's units matter most, layer 3's least; noise makes every score distinct."""
+    shape = problem.space.shape
+    rng = np.random.default_rng(0)
+    weight = np.array([4.0, 2.0, 1.0, 0.5])
+    heads = weight[:, None] * rng.uniform(0.5, 1.5, (shape.num_layers, shape.num_heads))
+    neurons = tuple(w * rng.uniform(0.5, 1.5, shape.intermediate) for w in weight)
+    return LayerScores(heads=heads, neurons=neurons)
+
+
+def test_global_counts_match_a_brute_force_top_k() -> None:
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        scores = [rng.random(int(rng.integers(1, 6))) for _ in range(int(rng.integers(1, 5)))]
+        size = sum(s.size for s in scores)
+        for total in range(size + 2):
+            flat = sorted(((v, layer) for layer, s in enumerate(scores) for v in s), reverse=True)
+            expected = [0] * len(scores)
+            for _, layer in flat[:total]:
+                expected[layer] += 1
+            assert global_counts(scores, total) == expected
+
+
+def test_equal_scores_split_evenly() -> None:
+    assert global_counts([np.ones(4)] * 3, 6) == [2, 2, 2]
+    assert global_counts([np.ones(4)] * 3, 7) == [3, 2, 2]
+
+
+def test_allocation_follows_importance_and_stays_in_the_space(problem: SyntheticProblem) -> None:
+    space = problem.space
+    arch = guided_architecture(space, skewed_scores(problem), depth=4, heads=2, ffn=0.5)
+    assert space.contains(arch) and not is_uniform(arch)
+    kept = [layer for layer in arch if layer.keep]
+    assert kept[0].heads >= kept[-1].heads and kept[0].ffn >= kept[-1].ffn
+    assert kept[0].heads > kept[-1].heads or kept[0].ffn > kept[-1].ffn
+    # Dropped layers are the top ones, as in the uniform sweep.
+    shallow = guided_architecture(space, skewed_scores(problem), depth=2, heads=4, ffn=1.0)
+    assert [layer.keep for layer in shallow] == [True, True, False, False]
+
+
+def test_even_scores_allocate_uniformly(problem: SyntheticProblem) -> None:
+    shape = problem.space.shape
+    even = LayerScores(heads=np.ones((shape.num_layers, shape.num_heads)),
+                       neurons=tuple(np.ones(shape.intermediate) for _ in range(shape.num_layers)))
+    for heads, ffn in itertools.product([1, 2, 3, 4], [0.25, 0.5, 0.75, 1.0]):
+        arch = guided_architecture(problem.space, even, depth=4, heads=heads, ffn=ffn)
+        assert is_uniform(arch) and arch[0].heads == heads and arch[0].ffn == ffn
+
+
+def test_guided_grid_is_feasible_and_ordered_from_the_budget_down(
+    problem: SyntheticProblem,
+) -> None:
+    objective = problem.objective(budget_ratio=0.5)
+    controller = make("uniform", problem.space, objective, latency_fn=problem.latency)
+    grid = guided_grid(controller, skewed_scores(problem))
+    latencies = [problem.latency(arch) for arch in grid]
+    assert grid and len(set(grid)) == len(grid)
+    assert all(ms <= objective.budget_ms for ms in latencies)
+    assert latencies == sorted(latencies, reverse=True)
+    assert any(not is_uniform(arch) for arch in grid)
+    assert all(any(layer.heads for layer in arch if layer.keep) for arch in grid)
+
+
+def test_scores_of_another_model_are_refused(problem: SyntheticProblem) -> None:
+    controller = make("uniform", problem.space, problem.objective(), latency_fn=problem.latency)
+    wrong = LayerScores(heads=np.ones((2, 4)), neurons=(np.ones(8), np.ones(8)))
+    with pytest.raises(SpecError, match="2 layers"):
+        guided_grid(controller, wrong)
+
+
+def test_scores_from_an_importance() -> None:
+    importance = Importance(heads=torch.tensor([[1.0, 2.0], [3.0, 4.0]]),
+                            neurons=(torch.ones(3), torch.zeros(3)))
+    scores = LayerScores.from_importance(importance)
+    assert scores.heads.shape == (2, 2) and scores.heads[1, 1] == 4.0
+    assert [n.tolist() for n in scores.neurons] == [[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]]
+
+
+@pytest.mark.parametrize("name", ["evolution", "swiftpruner"])
+def test_guided_start_follows_the_uniform_warm_start(name: str, problem: SyntheticProblem) -> None:
+    objective = problem.objective(budget_ratio=0.5)
+    scores = skewed_scores(problem)
+    asked: list[int] = []
+
+    def scores_fn() -> LayerScores:
+        asked.append(1)
+        return scores
+
+    controller = make(name, problem.space, objective, latency_fn=problem.latency,
+                      scores_fn=scores_fn, warm_start=2, guided_start=2, population=6)
+    first = controller.ask(5)
+    guided = [arch for arch in guided_grid(controller, scores)
+              if not is_uniform(arch) and arch not in first[:2]]
+    assert first[:2] == uniform_grid(controller)[:2]
+    assert first[2:4] == guided[:2]
+    assert first[4] not in guided[:3]  # then random, as without a guided start
+    assert len(asked) == 1  # the scores are asked for once, on the first ask
+
+
+def test_guided_start_without_scores_falls_back_to_random(problem: SyntheticProblem) -> None:
+    objective = problem.objective(budget_ratio=0.5)
+    with_none = make("evolution", problem.space, objective, latency_fn=problem.latency,
+                     scores_fn=lambda: None, guided_start=3)
+    plain = make("evolution", problem.space, objective, latency_fn=problem.latency)
+    assert with_none.ask(3) == plain.ask(3)
+
+
+def test_guided_evolution_resumes_exactly(problem: SyntheticProblem) -> None:
+    objective = problem.objective(budget_ratio=0.5)
+    scores = skewed_scores(problem)
+    options = {"population": 4, "warm_start": 1, "guided_start": 2}
+    original = make("evolution", problem.space, objective, seed=3, latency_fn=problem.latency,
+                    scores_fn=lambda: scores, **options)
+    history = drive(original, problem, evaluations=10, batch=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResumeDivergedWarning)
+        rebuilt = type(original).rebuild(problem.space, objective, 3, history,
+                                         latency_fn=problem.latency, scores_fn=lambda: scores,
+                                         **options)
+    assert rebuilt.ask(3) == original.ask(3)
