@@ -31,6 +31,7 @@ def test_registry_names_and_aliases() -> None:
     assert set(CONTROLLERS) == {
         "random",
         "uniform",
+        "guided",
         "evolution",
         "swiftpruner",
         "amc",

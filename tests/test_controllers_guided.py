@@ -12,6 +12,7 @@ import torch
 from autoprune.compress import Importance
 from autoprune.controllers.base import ResumeDivergedWarning
 from autoprune.controllers.guided import (
+    GuidedScoresMissingWarning,
     LayerScores,
     global_counts,
     guided_architecture,
@@ -21,6 +22,7 @@ from autoprune.controllers.guided import (
 from autoprune.controllers.testing import SyntheticProblem, drive, make, small_space
 from autoprune.controllers.uniform import uniform_grid
 from autoprune.errors import SpecError
+from autoprune.objectives import Objective
 
 
 @pytest.fixture()
@@ -148,3 +150,30 @@ def test_guided_evolution_resumes_exactly(problem: SyntheticProblem) -> None:
                                          latency_fn=problem.latency, scores_fn=lambda: scores,
                                          **options)
     assert rebuilt.ask(3) == original.ask(3)
+
+
+def test_guided_controller_sweeps_the_guided_grid(problem: SyntheticProblem) -> None:
+    objective = problem.objective(budget_ratio=0.5)
+    controller = make("guided", problem.space, objective, latency_fn=problem.latency,
+                      scores_fn=problem.scores)
+    grid = guided_grid(controller, problem.scores())
+    assert controller.ask(3) + controller.ask(2) == grid[:5]
+    assert any(not is_uniform(arch) for arch in grid[:5])
+
+
+def test_guided_controller_without_scores_sweeps_the_uniform_models(
+    problem: SyntheticProblem,
+) -> None:
+    objective = problem.objective(budget_ratio=0.5)
+    guided = make("guided", problem.space, objective, latency_fn=problem.latency)
+    uniform = make("uniform", problem.space, objective, latency_fn=problem.latency)
+    with pytest.warns(GuidedScoresMissingWarning, match="no importance scores"):
+        proposals = guided.ask(6)
+    assert set(proposals) == set(uniform.ask(6))
+    assert all(is_uniform(arch) for arch in proposals)
+
+
+def test_guided_controller_needs_latency(problem: SyntheticProblem) -> None:
+    objective = Objective(kind="constrained", budget_ms=5.0)
+    with pytest.raises(SpecError, match="controller guided: needs a latency"):
+        make("guided", problem.space, objective)

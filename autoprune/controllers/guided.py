@@ -12,23 +12,25 @@ uniform models: for every depth (top layers dropped) and every ``K`` a uniform m
 keep (``depth x`` a heads choice, ``depth x`` an FFN fraction of the neurons), with the
 space's other per-layer fields shared by every layer, each layer's count rounded to the
 nearest choice of the space; those predicted within the budget, closest under it first. The
-evolution's ``guided_start`` seeds its initial population from the top of it.
+evolution's ``guided_start`` seeds its initial population from the top of it, and the
+``guided`` controller sweeps it as a second hand-crafted baseline beside ``uniform``.
 """
 
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+from pydantic import Field
 
+from autoprune.controllers.base import Controller, ControllerOptions
+from autoprune.controllers.uniform import coarse_to_fine
 from autoprune.errors import SpecError
 from autoprune.space import FIELDS, Architecture, LayerConfig, SearchSpace
-
-if TYPE_CHECKING:
-    from autoprune.controllers.base import Controller
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,13 @@ class LayerScores:
         if self.heads.ndim != 2 or len(self.neurons) != self.heads.shape[0]:
             raise ValueError("LayerScores: heads must be [layers, heads] with one neuron array "
                              "per layer")
+
+    @classmethod
+    def even(cls, space: SearchSpace) -> LayerScores:
+        """Every unit alike: the allocations they give are the uniform ones."""
+        shape = space.shape
+        return cls(heads=np.ones((shape.num_layers, shape.num_heads)),
+                   neurons=tuple(np.ones(shape.intermediate) for _ in range(shape.num_layers)))
 
     @classmethod
     def from_importance(cls, importance: Any) -> LayerScores:
@@ -108,9 +117,11 @@ def guided_architecture(space: SearchSpace, scores: LayerScores, depth: int, hea
     return Architecture(tuple(layers))
 
 
-def guided_grid(controller: Controller, scores: LayerScores) -> list[Architecture]:
+def guided_grid(controller: Controller, scores: LayerScores,
+                depths: bool = True) -> list[Architecture]:
     """The importance-guided architectures of ``controller``'s space predicted within its
-    budget, closest under the budget first (as :func:`uniform_grid` orders its sweep)."""
+    budget, in :func:`uniform_grid`'s sweep order (closest under the budget first; coarse to
+    fine under a ``pareto`` objective); ``depths``: also the shallower ones."""
     space = controller.space
     if scores.heads.shape[0] != space.num_layers:
         raise SpecError(f"importance scores cover {scores.heads.shape[0]} layers, the space "
@@ -119,14 +130,14 @@ def guided_grid(controller: Controller, scores: LayerScores) -> list[Architectur
         return []
     shared_names = [name for name in FIELDS if name not in ("keep", "heads", "ffn")]
     can_drop = False in space.choices("keep")
-    depths = range(space.definition.min_layers, space.num_layers + 1) if can_drop else [
-        space.num_layers]
+    depth_range = (range(space.definition.min_layers, space.num_layers + 1)
+                   if (depths and can_drop) else [space.num_layers])
     grid: dict[Architecture, float] = {}
     for values in itertools.product(*(space.choices(name) for name in shared_names)):
         shared = dict(zip(shared_names, values, strict=True))
         if shared["pattern"] == "unstructured" and shared["sparsity"] == 0.0:
             continue  # the same model as dense
-        for depth, heads, ffn in itertools.product(depths, space.choices("heads"),
+        for depth, heads, ffn in itertools.product(depth_range, space.choices("heads"),
                                                    space.choices("ffn")):
             if heads == 0 or ffn == 0:
                 continue  # a budget with nothing to rank
@@ -138,4 +149,54 @@ def guided_grid(controller: Controller, scores: LayerScores) -> list[Architectur
             latency = controller.latency(arch)
             if controller.objective.feasible(latency):
                 grid[arch] = latency
-    return sorted(grid, key=lambda a: (-grid[a], a.to_json()))
+    ordered = sorted(grid, key=lambda a: (-grid[a], a.to_json()))
+    return coarse_to_fine(ordered) if controller.objective.kind == "pareto" else ordered
+
+
+class GuidedScoresMissingWarning(UserWarning):
+    """A ``guided`` job without importance scores sweeps the uniform models instead."""
+
+
+
+class GuidedOptions(ControllerOptions):
+    # Also sweep shallower models (the top layers dropped), as the uniform sweep does.
+    depths: bool = Field(default=True)
+
+
+class GuidedController(Controller):
+    """A latency-ordered sweep of importance-guided allocations under the budget.
+
+    The baseline beside ``uniform`` that the pruning papers also compare with: global ranking
+    of heads and neurons. Like ``uniform`` it does not learn from results, continues with
+    random samples when its grid is exhausted, and needs latency. Without importance scores
+    (a job whose estimator has none) every unit scores alike and it sweeps the uniform models,
+    with a :class:`GuidedScoresMissingWarning`.
+    """
+
+    name = "guided"
+    Options = GuidedOptions
+    adaptive = False
+    seed_dependent = False
+
+    def _setup(self) -> None:
+        if not self.can_predict_latency:
+            raise SpecError("controller guided: needs a latency predictor or objective.dense_ms")
+        self._grid: list[Architecture] | None = None  # built on first ask (scores, predictions)
+
+    def _ask(self, n: int) -> list[Architecture]:
+        if self._grid is None:
+            scores = self.scores()
+            if scores is None:
+                warnings.warn("controller guided: no importance scores (the job's estimator "
+                              "has none); sweeping the uniform models",
+                              GuidedScoresMissingWarning, stacklevel=3)
+                scores = LayerScores.even(self.space)
+            self._grid = guided_grid(self, scores, depths=self.options.depths)
+        batch: list[Architecture] = []
+        while len(batch) < n and self._grid:
+            arch = self._grid.pop(0)
+            if self.is_new(arch, batch):
+                batch.append(arch)
+        while len(batch) < n:
+            batch.append(self.sample_new(batch))
+        return batch

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 _PATHS: dict[str, str] = {
     "random": "autoprune.controllers.random:RandomController",
     "uniform": "autoprune.controllers.uniform:UniformController",
+    "guided": "autoprune.controllers.guided:GuidedController",
     "evolution": "autoprune.controllers.evolution:EvolutionController",
     "swiftpruner": "autoprune.controllers.swiftpruner:SwiftPrunerController",
     "amc": "autoprune.controllers.amc:AMCController",

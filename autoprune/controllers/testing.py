@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from autoprune.controllers.base import Controller, ResumeDivergedWarning, ScoresFn, TrialResult
+from autoprune.controllers.guided import LayerScores
 from autoprune.controllers.registry import CONTROLLERS
 from autoprune.objectives import Objective
 from autoprune.space import Architecture, LayerConfig, ModelShape, SearchSpace
@@ -95,6 +96,16 @@ class SyntheticProblem:
                 0.6 if layer.bits <= 8 else 1.0
             )
         return self._costs[key]
+
+    def scores(self) -> LayerScores:
+        """Unit importance as a teacher would report it: each layer's attention and FFN
+        weight in :meth:`metric`, spread over its heads and neurons with fixed jitter."""
+        rng = np.random.default_rng([self.seed, 1])
+        shape = self.space.shape
+        heads = self._importance[:, :1] * rng.uniform(0.5, 1.5, (shape.num_layers, shape.num_heads))
+        neurons = tuple(self._importance[i, 1] * rng.uniform(0.5, 1.5, shape.intermediate)
+                        for i in range(shape.num_layers))
+        return LayerScores(heads=heads, neurons=neurons)
 
     def metric(self, arch: Architecture) -> float:
         """Accuracy-like: 0.5 (chance) rising to ~0.92 with the capacity kept where it matters."""
@@ -178,7 +189,7 @@ def make(
 def check_proposals_valid_and_distinct(name: str, space: SearchSpace | None = None) -> None:
     space = space or small_space()
     problem = SyntheticProblem(space)
-    controller = make(name, space, problem.objective(), latency_fn=problem.latency)
+    controller = make(name, space, problem.objective(), latency_fn=problem.latency, scores_fn=problem.scores)
     history = drive(controller, problem, evaluations=24, batch=5)
     archs = [r.architecture for r in history]
     for arch in archs:
@@ -191,7 +202,7 @@ def check_same_seed_same_proposals(name: str) -> None:
     problem = SyntheticProblem(space)
     runs = [
         drive(
-            make(name, space, problem.objective(), seed=seed, latency_fn=problem.latency),
+            make(name, space, problem.objective(), seed=seed, latency_fn=problem.latency, scores_fn=problem.scores),
             problem,
             evaluations=16,
             batch=4,
@@ -209,8 +220,8 @@ def check_tell_changes_proposals(name: str) -> None:
     space = small_space()
     problem = SyntheticProblem(space)
     objective = problem.objective()
-    straight = make(name, space, objective, seed=1, latency_fn=problem.latency)
-    inverted = make(name, space, objective, seed=1, latency_fn=problem.latency)
+    straight = make(name, space, objective, seed=1, latency_fn=problem.latency, scores_fn=problem.scores)
+    inverted = make(name, space, objective, seed=1, latency_fn=problem.latency, scores_fn=problem.scores)
     for round_ in range(6):
         asked = straight.ask(4)
         if round_ == 0:
@@ -238,12 +249,12 @@ def check_rebuild_gives_same_next_proposals(name: str, batch: int = 3) -> None:
     space = small_space()
     problem = SyntheticProblem(space)
     objective = problem.objective()
-    original = make(name, space, objective, seed=7, latency_fn=problem.latency)
+    original = make(name, space, objective, seed=7, latency_fn=problem.latency, scores_fn=problem.scores)
     history = drive(original, problem, evaluations=14, batch=batch)
     with warnings.catch_warnings():
         warnings.simplefilter("error", ResumeDivergedWarning)
         rebuilt = type(original).rebuild(
-            space, objective, 7, history, latency_fn=problem.latency, **FAST_OPTIONS.get(name, {})
+            space, objective, 7, history, latency_fn=problem.latency, scores_fn=problem.scores, **FAST_OPTIONS.get(name, {})
         )
     assert rebuilt.history == original.history
     for _ in range(3):
@@ -288,7 +299,7 @@ def check_rebuild_divergence_falls_back(name: str) -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         rebuilt = CONTROLLERS[name].rebuild(
-            space, objective, 0, history, latency_fn=problem.latency, **FAST_OPTIONS.get(name, {})
+            space, objective, 0, history, latency_fn=problem.latency, scores_fn=problem.scores, **FAST_OPTIONS.get(name, {})
         )
     assert any(issubclass(w.category, ResumeDivergedWarning) for w in caught), (
         f"{name}: a foreign history replayed without a warning"
@@ -305,7 +316,7 @@ def check_infeasible_handled(name: str) -> None:
     space = small_space()
     problem = SyntheticProblem(space)
     tight = problem.objective(budget_ratio=0.3)
-    controller = make(name, space, tight, latency_fn=problem.latency)
+    controller = make(name, space, tight, latency_fn=problem.latency, scores_fn=problem.scores)
     history = drive(controller, problem, evaluations=12, batch=4)
     evaluated = [r for r in history if r.state == "complete"]
     assert len(evaluated) == 12, (
@@ -313,7 +324,7 @@ def check_infeasible_handled(name: str) -> None:
     )
     # A budget below the smallest model: proposals keep coming (the runner decides to stop).
     impossible = Objective(kind="constrained", budget_ms=0.01, dense_ms=problem.dense_ms)
-    controller = make(name, space, impossible, latency_fn=problem.latency)
+    controller = make(name, space, impossible, latency_fn=problem.latency, scores_fn=problem.scores)
     for round_ in range(3):
         asked = controller.ask(4)
         assert len(asked) == 4 and all(space.contains(a) for a in asked)
@@ -324,7 +335,7 @@ def check_infeasible_handled(name: str) -> None:
             ]
         )
     # Failed and pruned results are told without complaint.
-    controller = make(name, space, problem.objective(), latency_fn=problem.latency)
+    controller = make(name, space, problem.objective(), latency_fn=problem.latency, scores_fn=problem.scores)
     asked = controller.ask(4)
     states = ["failed", "pruned", "complete", "failed"]
     controller.tell(
@@ -345,7 +356,7 @@ def check_exhausted_space(name: str) -> None:
         ),
     )
     problem = SyntheticProblem(space)
-    controller = make(name, space, problem.objective(budget_ratio=1.0), latency_fn=problem.latency)
+    controller = make(name, space, problem.objective(budget_ratio=1.0), latency_fn=problem.latency, scores_fn=problem.scores)
     proposals: list[Architecture] = []
     for round_ in range(5):
         asked = controller.ask(4)
