@@ -5,7 +5,9 @@ the default 2,000-step teacher of the estimation benchmark):
 
 1. **search**: a real job (``evolution``; cheap distilled fine-tunes with ASHA rungs; local
    executor) under ``budget_ratio`` x the dense latency of this machine's latency model, its
-   initial population warm-started with the top ``--warm-start`` models of the uniform sweep,
+   initial population warm-started with the top ``--warm-start`` models of the uniform sweep
+   and the top ``--guided-start`` importance-guided allocations (global ranking of heads and
+   neurons by the teacher's importance),
    aiming ``--margin`` under the budget (``latency.margin``: room for the latency model's
    error, so that the exported model re-measures within the budget);
 2. **export** its best feasible trial with a longer fine-tune (``--export-steps``), which
@@ -330,9 +332,9 @@ def main() -> None:
     parser.add_argument("--export-steps", type=int, default=DEFAULT_EXPORT_STEPS)
     parser.add_argument("--warm-start", type=int, default=4,
                         help="initial-population members taken from the top of the uniform sweep")
-    parser.add_argument("--guided-start", type=int, default=0,
+    parser.add_argument("--guided-start", type=int, default=2,
                         help="then this many importance-guided allocations (evolution's "
-                             "guided_start; other values: their own jobs)")
+                             "guided_start; 0: none, as every run before 2026-11-27)")
     parser.add_argument("--margin", type=margin_option, default=DEFAULT_MARGIN,
                         help="latency.margin of the searches (fraction of the budget held back), "
                              "or auto (the latency model's held-out error)")
@@ -388,8 +390,10 @@ def main() -> None:
         if earlier.get("settings", {}).get("finetune_seeds", False) != args.finetune_seeds:
             raise SystemExit(f"--merge: {args.results} was run "
                              f"{'with' if not args.finetune_seeds else 'without'} --finetune-seeds")
-        # Results written before an option existed ran with what is now its default.
-        for key, default in (("margin", DEFAULT_MARGIN), ("latency_model", str(LATENCY_MODEL))):
+        # Results written before an option existed ran with what is now its default (the
+        # guided start is the exception: before it existed, runs had none).
+        for key, default in (("margin", DEFAULT_MARGIN), ("latency_model", str(LATENCY_MODEL)),
+                             ("guided_start", 0)):
             earlier_value = earlier.get("settings", {}).get(key, default)
             if earlier_value != settings[key]:
                 raise SystemExit(f"--merge: {args.results} was run with --{key.replace('_', '-')} "

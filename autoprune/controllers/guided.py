@@ -28,7 +28,7 @@ import numpy as np
 from pydantic import Field
 
 from autoprune.controllers.base import Controller, ControllerOptions
-from autoprune.controllers.uniform import coarse_to_fine
+from autoprune.controllers.uniform import coarse_to_fine, next_of_sweep
 from autoprune.errors import SpecError
 from autoprune.space import FIELDS, Architecture, LayerConfig, SearchSpace
 
@@ -157,7 +157,6 @@ class GuidedScoresMissingWarning(UserWarning):
     """A ``guided`` job without importance scores sweeps the uniform models instead."""
 
 
-
 class GuidedOptions(ControllerOptions):
     # Also sweep shallower models (the top layers dropped), as the uniform sweep does.
     depths: bool = Field(default=True)
@@ -192,11 +191,4 @@ class GuidedController(Controller):
                               GuidedScoresMissingWarning, stacklevel=3)
                 scores = LayerScores.even(self.space)
             self._grid = guided_grid(self, scores, depths=self.options.depths)
-        batch: list[Architecture] = []
-        while len(batch) < n and self._grid:
-            arch = self._grid.pop(0)
-            if self.is_new(arch, batch):
-                batch.append(arch)
-        while len(batch) < n:
-            batch.append(self.sample_new(batch))
-        return batch
+        return next_of_sweep(self, self._grid, n)

@@ -49,14 +49,20 @@ class UniformController(Controller):
     def _ask(self, n: int) -> list[Architecture]:
         if self._grid is None:
             self._grid = uniform_grid(self, depths=self.options.depths)
-        batch: list[Architecture] = []
-        while len(batch) < n and self._grid:
-            arch = self._grid.pop(0)
-            if self.is_new(arch, batch):
-                batch.append(arch)
-        while len(batch) < n:
-            batch.append(self.sample_new(batch))
-        return batch
+        return next_of_sweep(self, self._grid, n)
+
+
+def next_of_sweep(controller: Controller, sweep: list[Architecture], n: int) -> list[Architecture]:
+    """The next ``n`` new members of ``sweep`` (consumed from its front), then random samples
+    once it is exhausted: how the baseline sweeps propose."""
+    batch: list[Architecture] = []
+    while len(batch) < n and sweep:
+        arch = sweep.pop(0)
+        if controller.is_new(arch, batch):
+            batch.append(arch)
+    while len(batch) < n:
+        batch.append(controller.sample_new(batch))
+    return batch
 
 
 def uniform_grid(controller: Controller, depths: bool = True) -> list[Architecture]:
