@@ -25,10 +25,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from pydantic import Field
 
-from autoprune.controllers.base import Controller, ControllerOptions
-from autoprune.controllers.uniform import coarse_to_fine, next_of_sweep
+from autoprune.controllers.base import Controller
+from autoprune.controllers.uniform import SweepController, coarse_to_fine
 from autoprune.errors import SpecError
 from autoprune.space import FIELDS, Architecture, LayerConfig, SearchSpace
 
@@ -60,13 +59,12 @@ class LayerScores:
     @classmethod
     def from_importance(cls, importance: Any) -> LayerScores:
         """From anything with tensor-like ``heads`` and ``neurons`` (an ``Importance``)."""
-        heads = np.asarray(importance.heads.detach().cpu() if hasattr(importance.heads, "detach")
-                           else importance.heads, dtype=np.float64)
-        neurons = tuple(
-            np.asarray(n.detach().cpu() if hasattr(n, "detach") else n, dtype=np.float64)
-            for n in importance.neurons
-        )
-        return cls(heads=heads, neurons=neurons)
+        def array(values: Any) -> np.ndarray:
+            values = values.detach().cpu() if hasattr(values, "detach") else values  # torch
+            return np.asarray(values, dtype=np.float64)
+
+        return cls(heads=array(importance.heads),
+                   neurons=tuple(array(n) for n in importance.neurons))
 
 
 def is_uniform(arch: Architecture) -> bool:
@@ -157,38 +155,21 @@ class GuidedScoresMissingWarning(UserWarning):
     """A ``guided`` job without importance scores sweeps the uniform models instead."""
 
 
-class GuidedOptions(ControllerOptions):
-    # Also sweep shallower models (the top layers dropped), as the uniform sweep does.
-    depths: bool = Field(default=True)
-
-
-class GuidedController(Controller):
+class GuidedController(SweepController):
     """A latency-ordered sweep of importance-guided allocations under the budget.
 
     The baseline beside ``uniform`` that the pruning papers also compare with: global ranking
-    of heads and neurons. Like ``uniform`` it does not learn from results, continues with
-    random samples when its grid is exhausted, and needs latency. Without importance scores
-    (a job whose estimator has none) every unit scores alike and it sweeps the uniform models,
-    with a :class:`GuidedScoresMissingWarning`.
+    of heads and neurons. Without importance scores (a job whose estimator has none) every unit
+    scores alike and it sweeps the uniform models, with a :class:`GuidedScoresMissingWarning`.
     """
 
     name = "guided"
-    Options = GuidedOptions
-    adaptive = False
-    seed_dependent = False
 
-    def _setup(self) -> None:
-        if not self.can_predict_latency:
-            raise SpecError("controller guided: needs a latency predictor or objective.dense_ms")
-        self._grid: list[Architecture] | None = None  # built on first ask (scores, predictions)
-
-    def _ask(self, n: int) -> list[Architecture]:
-        if self._grid is None:
-            scores = self.scores()
-            if scores is None:
-                warnings.warn("controller guided: no importance scores (the job's estimator "
-                              "has none); sweeping the uniform models",
-                              GuidedScoresMissingWarning, stacklevel=3)
-                scores = LayerScores.even(self.space)
-            self._grid = guided_grid(self, scores, depths=self.options.depths)
-        return next_of_sweep(self, self._grid, n)
+    def sweep(self) -> list[Architecture]:
+        scores = self.scores()
+        if scores is None:
+            warnings.warn("controller guided: no importance scores (the job's estimator "
+                          "has none); sweeping the uniform models",
+                          GuidedScoresMissingWarning, stacklevel=4)
+            scores = LayerScores.even(self.space)
+        return guided_grid(self, scores, depths=self.options.depths)

@@ -97,6 +97,11 @@ class SyntheticProblem:
             )
         return self._costs[key]
 
+    @property
+    def controller_inputs(self) -> dict[str, Any]:
+        """What the runner gives a controller besides its options: latency and importance."""
+        return {"latency_fn": self.latency, "scores_fn": self.scores}
+
     def scores(self) -> LayerScores:
         """Unit importance as a teacher would report it: each layer's attention and FFN
         weight in :meth:`metric`, spread over its heads and neurons with fixed jitter."""
@@ -189,7 +194,7 @@ def make(
 def check_proposals_valid_and_distinct(name: str, space: SearchSpace | None = None) -> None:
     space = space or small_space()
     problem = SyntheticProblem(space)
-    controller = make(name, space, problem.objective(), latency_fn=problem.latency, scores_fn=problem.scores)
+    controller = make(name, space, problem.objective(), **problem.controller_inputs)
     history = drive(controller, problem, evaluations=24, batch=5)
     archs = [r.architecture for r in history]
     for arch in archs:
@@ -202,7 +207,7 @@ def check_same_seed_same_proposals(name: str) -> None:
     problem = SyntheticProblem(space)
     runs = [
         drive(
-            make(name, space, problem.objective(), seed=seed, latency_fn=problem.latency, scores_fn=problem.scores),
+            make(name, space, problem.objective(), seed=seed, **problem.controller_inputs),
             problem,
             evaluations=16,
             batch=4,
@@ -220,8 +225,8 @@ def check_tell_changes_proposals(name: str) -> None:
     space = small_space()
     problem = SyntheticProblem(space)
     objective = problem.objective()
-    straight = make(name, space, objective, seed=1, latency_fn=problem.latency, scores_fn=problem.scores)
-    inverted = make(name, space, objective, seed=1, latency_fn=problem.latency, scores_fn=problem.scores)
+    straight = make(name, space, objective, seed=1, **problem.controller_inputs)
+    inverted = make(name, space, objective, seed=1, **problem.controller_inputs)
     for round_ in range(6):
         asked = straight.ask(4)
         if round_ == 0:
@@ -249,12 +254,12 @@ def check_rebuild_gives_same_next_proposals(name: str, batch: int = 3) -> None:
     space = small_space()
     problem = SyntheticProblem(space)
     objective = problem.objective()
-    original = make(name, space, objective, seed=7, latency_fn=problem.latency, scores_fn=problem.scores)
+    original = make(name, space, objective, seed=7, **problem.controller_inputs)
     history = drive(original, problem, evaluations=14, batch=batch)
     with warnings.catch_warnings():
         warnings.simplefilter("error", ResumeDivergedWarning)
         rebuilt = type(original).rebuild(
-            space, objective, 7, history, latency_fn=problem.latency, scores_fn=problem.scores, **FAST_OPTIONS.get(name, {})
+            space, objective, 7, history, **problem.controller_inputs, **FAST_OPTIONS.get(name, {})
         )
     assert rebuilt.history == original.history
     for _ in range(3):
@@ -299,7 +304,7 @@ def check_rebuild_divergence_falls_back(name: str) -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         rebuilt = CONTROLLERS[name].rebuild(
-            space, objective, 0, history, latency_fn=problem.latency, scores_fn=problem.scores, **FAST_OPTIONS.get(name, {})
+            space, objective, 0, history, **problem.controller_inputs, **FAST_OPTIONS.get(name, {})
         )
     assert any(issubclass(w.category, ResumeDivergedWarning) for w in caught), (
         f"{name}: a foreign history replayed without a warning"
@@ -316,7 +321,7 @@ def check_infeasible_handled(name: str) -> None:
     space = small_space()
     problem = SyntheticProblem(space)
     tight = problem.objective(budget_ratio=0.3)
-    controller = make(name, space, tight, latency_fn=problem.latency, scores_fn=problem.scores)
+    controller = make(name, space, tight, **problem.controller_inputs)
     history = drive(controller, problem, evaluations=12, batch=4)
     evaluated = [r for r in history if r.state == "complete"]
     assert len(evaluated) == 12, (
@@ -324,7 +329,7 @@ def check_infeasible_handled(name: str) -> None:
     )
     # A budget below the smallest model: proposals keep coming (the runner decides to stop).
     impossible = Objective(kind="constrained", budget_ms=0.01, dense_ms=problem.dense_ms)
-    controller = make(name, space, impossible, latency_fn=problem.latency, scores_fn=problem.scores)
+    controller = make(name, space, impossible, **problem.controller_inputs)
     for round_ in range(3):
         asked = controller.ask(4)
         assert len(asked) == 4 and all(space.contains(a) for a in asked)
@@ -335,7 +340,7 @@ def check_infeasible_handled(name: str) -> None:
             ]
         )
     # Failed and pruned results are told without complaint.
-    controller = make(name, space, problem.objective(), latency_fn=problem.latency, scores_fn=problem.scores)
+    controller = make(name, space, problem.objective(), **problem.controller_inputs)
     asked = controller.ask(4)
     states = ["failed", "pruned", "complete", "failed"]
     controller.tell(
@@ -356,7 +361,7 @@ def check_exhausted_space(name: str) -> None:
         ),
     )
     problem = SyntheticProblem(space)
-    controller = make(name, space, problem.objective(budget_ratio=1.0), latency_fn=problem.latency, scores_fn=problem.scores)
+    controller = make(name, space, problem.objective(budget_ratio=1.0), **problem.controller_inputs)
     proposals: list[Architecture] = []
     for round_ in range(5):
         asked = controller.ask(4)

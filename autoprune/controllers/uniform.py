@@ -16,6 +16,7 @@ FLOPs proxy (see :class:`Controller`).
 from __future__ import annotations
 
 import itertools
+from abc import abstractmethod
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
@@ -28,41 +29,52 @@ from autoprune.space import FIELDS, Architecture, LayerConfig
 T = TypeVar("T")
 
 
-class UniformOptions(ControllerOptions):
-    # Also sweep shallower models (uniform layers with the top layers dropped).
+class SweepOptions(ControllerOptions):
+    # Also sweep shallower models (the same layers with the top layers dropped).
     depths: bool = Field(default=True)
 
 
-class UniformController(Controller):
-    """A latency-ordered sweep of uniform architectures under the budget."""
 
-    name = "uniform"
-    Options = UniformOptions
+class SweepController(Controller):
+    """A hand-crafted baseline: a fixed, latency-ordered sweep of architectures under the
+    budget (:meth:`sweep`), proposed in order, then random samples once it is exhausted.
+
+    It does not learn from results, and needs latency (the predictor, else the FLOPs proxy)."""
+
+    Options = SweepOptions
     adaptive = False
     seed_dependent = False  # the sweep is a fixed order; only the random fallback uses the seed
 
     def _setup(self) -> None:
         if not self.can_predict_latency:
-            raise SpecError("controller uniform: needs a latency predictor or objective.dense_ms")
+            raise SpecError(f"controller {self.name}: needs a latency predictor or "
+                            "objective.dense_ms")
         self._grid: list[Architecture] | None = None  # built on first ask (it costs predictions)
+
+    @abstractmethod
+    def sweep(self) -> list[Architecture]:
+        """The architectures to propose, in order (built once, on the first ask)."""
 
     def _ask(self, n: int) -> list[Architecture]:
         if self._grid is None:
-            self._grid = uniform_grid(self, depths=self.options.depths)
-        return next_of_sweep(self, self._grid, n)
+            self._grid = self.sweep()
+        batch: list[Architecture] = []
+        while len(batch) < n and self._grid:
+            arch = self._grid.pop(0)
+            if self.is_new(arch, batch):
+                batch.append(arch)
+        while len(batch) < n:
+            batch.append(self.sample_new(batch))
+        return batch
 
 
-def next_of_sweep(controller: Controller, sweep: list[Architecture], n: int) -> list[Architecture]:
-    """The next ``n`` new members of ``sweep`` (consumed from its front), then random samples
-    once it is exhausted: how the baseline sweeps propose."""
-    batch: list[Architecture] = []
-    while len(batch) < n and sweep:
-        arch = sweep.pop(0)
-        if controller.is_new(arch, batch):
-            batch.append(arch)
-    while len(batch) < n:
-        batch.append(controller.sample_new(batch))
-    return batch
+class UniformController(SweepController):
+    """A latency-ordered sweep of uniform architectures under the budget."""
+
+    name = "uniform"
+
+    def sweep(self) -> list[Architecture]:
+        return uniform_grid(self, depths=self.options.depths)
 
 
 def uniform_grid(controller: Controller, depths: bool = True) -> list[Architecture]:
