@@ -339,7 +339,9 @@ def _build(spec: Any, trial: Any, staging: Path, out: Path, schedule: list[int],
     work = staging / ".work"  # checkpoints and scratch models; deleted before the move
     arch = Architecture.from_json(trial.architecture_json)
     estimator = build_estimator(spec, checkpoint_dir=work / "checkpoints", progress=progress)
-    finetune = getattr(estimator, "finetune", estimator)  # a proxy wraps the fine-tuner
+    finetune = estimator.finetuner
+    if finetune is None:  # the null estimator is refused earlier; this guards new kinds
+        raise ExportError(f"the job's estimator ({spec.estimate.kind}) has no fine-tuner to train trial {trial.number} with")
     student, replayed = _train(finetune, arch, schedule, int(trial.fidelity), stages, final)
     if estimator.metric_name != finetune.metric_name:  # a proxy scoring a distillation loss
         replayed = None

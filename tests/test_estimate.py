@@ -375,6 +375,9 @@ def test_build_estimator_from_a_job_spec(tiny: dict, tmp_path: Path) -> None:
     null = build_estimator(spec.model_copy(update={"estimate": spec.estimate.model_copy(
         update={"kind": "null"})}))
     assert isinstance(null, NullEstimator)
+    # Export and the guided controllers reach the teacher's fine-tuner through any estimator.
+    assert estimator.finetuner is estimator and proxy.finetuner is proxy.finetune
+    assert null.finetuner is None
     # A fine-tune seed of its own reseeds the candidates' training, not the cached teacher.
     reseeded = build_estimator(spec.model_copy(update={"estimate": spec.estimate.model_copy(
         update={"finetune_seed": 5})}), cache=tiny["cache"], threads=1, progress=False)

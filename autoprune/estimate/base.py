@@ -11,8 +11,12 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from autoprune.space import Architecture
+
+if TYPE_CHECKING:
+    from autoprune.estimate.finetune import CheapFinetune
 
 Checkpoint = Path
 """A candidate's saved training state (a file written by the estimator that trained it)."""
@@ -46,6 +50,15 @@ class Estimator(ABC):
     def evaluate(self, arch: Architecture, steps: int,
                  resume_from: Checkpoint | None = None) -> EstimateResult:
         """Estimate ``arch`` after ``steps`` fine-tune steps (0: as compressed)."""
+
+    @property
+    def finetuner(self) -> CheapFinetune | None:
+        """The fine-tuner behind the estimate (its teacher, importance and recipe), if any.
+
+        Export trains the chosen candidate with it and the guided controllers read its
+        importance, whichever estimator scored the search.
+        """
+        return None
 
 
 class NullEstimator(Estimator):

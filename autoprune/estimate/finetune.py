@@ -200,6 +200,10 @@ class CheapFinetune(Estimator):
         return optimizer, schedule
 
     # ---- the estimate -------------------------------------------------------------------
+    @property
+    def finetuner(self) -> CheapFinetune:
+        return self
+
     def evaluate(self, arch: Architecture, steps: int,
                  resume_from: Checkpoint | None = None) -> EstimateResult:
         return self.train(arch, steps, resume_from)[1]

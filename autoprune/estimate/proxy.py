@@ -47,6 +47,10 @@ class ProxyEstimator(Estimator):
         return cls(CheapFinetune(teacher, data, importance, recipe or FinetuneRecipe(),
                                  threads=threads), mode, batches)
 
+    @property
+    def finetuner(self) -> CheapFinetune:
+        return self.finetune
+
     def evaluate(self, arch: Architecture, steps: int = 0,
                  resume_from: Checkpoint | None = None) -> EstimateResult:
         with torch_threads(self.threads):

@@ -19,7 +19,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autoprune.controllers import TrialResult, get_controller
 from autoprune.controllers.guided import LayerScores
@@ -27,6 +27,9 @@ from autoprune.errors import LatencyModelError
 from autoprune.objectives import Objective
 from autoprune.space import Architecture, ModelShape, SearchSpace
 from autoprune.spec import JobSpec
+
+if TYPE_CHECKING:  # the estimators import torch; the runner's head process need not
+    from autoprune.estimate import Estimator
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +188,7 @@ class Prepared:
     controller: Any
     latency_model: Any
     metric_name: str
-    estimator_factory: Callable[[], Any]
+    estimator_factory: Callable[[], Estimator]
     budget_ms: float  # the user's budget; the objective's is smaller by the spec's margin
     skip_infeasible: bool = True
     _estimator: Any = field(default=None, repr=False)
@@ -202,7 +205,7 @@ class Prepared:
     def predict_latency(self, architecture: Architecture) -> float:
         return float(self.latency_model.predict(architecture))
 
-    def make_estimator(self) -> Any:
+    def make_estimator(self) -> Estimator:
         if self._estimator is None:
             self._estimator = self.estimator_factory()
         return self._estimator
@@ -222,7 +225,7 @@ def controller_options(cls: Any, spec: JobSpec) -> dict[str, Any]:
 
 
 def prepare(spec: JobSpec, *, store: Any = None, quiet: bool = False,
-            estimator_factory: Callable[[], Any] | None = None,
+            estimator_factory: Callable[[], Estimator] | None = None,
             latency_model: Any = None, resuming: bool = False) -> Prepared:
     """Build a :class:`Prepared` job; trains the teacher now if it is not cached yet.
     ``resuming``: the job has trials already, so its latency model is not profiled again
@@ -242,14 +245,14 @@ def prepare(spec: JobSpec, *, store: Any = None, quiet: bool = False,
     if estimator_factory is None:
         from autoprune.estimate import build_estimator
 
-        def estimator_factory() -> Any:
+        def estimator_factory() -> Estimator:
             return build_estimator(spec, progress=not quiet)
 
     def scores() -> LayerScores | None:
         # Late-bound: ``prepared`` exists by the time a controller first asks for scores, and
         # the estimator it builds (teacher and importance) is the one the trials use.
-        estimator = prepared.make_estimator()
-        importance = getattr(getattr(estimator, "finetune", estimator), "importance", None)
+        finetuner = prepared.make_estimator().finetuner
+        importance = finetuner and finetuner.importance
         return None if importance is None else LayerScores.from_importance(importance)
 
     cls = get_controller(spec.controller.name)
