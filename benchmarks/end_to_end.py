@@ -265,7 +265,7 @@ def plot_runs(runs: list[dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     ratios = sorted({run["budget_ratio"] for run in runs}, reverse=True)
-    fig, axes = plt.subplots(1, len(ratios), figsize=(6 * len(ratios), 4.5), squeeze=False)
+    fig, axes = plt.subplots(1, len(ratios), figsize=(6 * len(ratios), 5.2), squeeze=False)
     for ax, ratio in zip(axes[0], ratios, strict=True):
         group = [run for run in runs if run["budget_ratio"] == ratio]
         teacher = group[0]["teacher_metric"]
@@ -290,7 +290,8 @@ def plot_runs(runs: list[dict[str, Any]], path: Path) -> None:
         ax.set_xlabel("re-measured latency / dense (batch 1, seq 128)")
         ax.set_ylabel("SST-2 dev accuracy")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="lower right")
+        # Below the axes: inside, it hid points wherever they fell.
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
