@@ -191,7 +191,7 @@ class Prepared:
     estimator_factory: Callable[[], Estimator]
     budget_ms: float  # the user's budget; the objective's is smaller by the spec's margin
     skip_infeasible: bool = True
-    _estimator: Any = field(default=None, repr=False)
+    _estimator: Estimator | None = field(default=None, repr=False)
 
     @property
     def spec_hash(self) -> str:
@@ -252,7 +252,7 @@ def prepare(spec: JobSpec, *, store: Any = None, quiet: bool = False,
         # Late-bound: ``prepared`` exists by the time a controller first asks for scores, and
         # the estimator it builds (teacher and importance) is the one the trials use.
         finetuner = prepared.make_estimator().finetuner
-        importance = finetuner and finetuner.importance
+        importance = None if finetuner is None else finetuner.importance
         return None if importance is None else LayerScores.from_importance(importance)
 
     cls = get_controller(spec.controller.name)
