@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from autoprune.controllers.base import Controller
-from autoprune.controllers.uniform import SweepController, coarse_to_fine
+from autoprune.controllers.uniform import SweepController, sweep_depths, sweep_order
 from autoprune.errors import SpecError
 from autoprune.space import FIELDS, Architecture, LayerConfig, SearchSpace
 
@@ -127,9 +127,7 @@ def guided_grid(controller: Controller, scores: LayerScores,
     if True not in space.choices("keep"):
         return []
     shared_names = [name for name in FIELDS if name not in ("keep", "heads", "ffn")]
-    can_drop = False in space.choices("keep")
-    depth_range = (range(space.definition.min_layers, space.num_layers + 1)
-                   if (depths and can_drop) else [space.num_layers])
+    depth_range = sweep_depths(space, depths)
     grid: dict[Architecture, float] = {}
     for values in itertools.product(*(space.choices(name) for name in shared_names)):
         shared = dict(zip(shared_names, values, strict=True))
@@ -147,8 +145,7 @@ def guided_grid(controller: Controller, scores: LayerScores,
             latency = controller.latency(arch)
             if controller.objective.feasible(latency):
                 grid[arch] = latency
-    ordered = sorted(grid, key=lambda a: (-grid[a], a.to_json()))
-    return coarse_to_fine(ordered) if controller.objective.kind == "pareto" else ordered
+    return sweep_order(controller, grid)
 
 
 class GuidedScoresMissingWarning(UserWarning):

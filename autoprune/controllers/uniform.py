@@ -24,7 +24,7 @@ from pydantic import Field
 
 from autoprune.controllers.base import Controller, ControllerOptions
 from autoprune.errors import SpecError
-from autoprune.space import FIELDS, Architecture, LayerConfig
+from autoprune.space import FIELDS, Architecture, LayerConfig, SearchSpace
 
 T = TypeVar("T")
 
@@ -32,7 +32,6 @@ T = TypeVar("T")
 class SweepOptions(ControllerOptions):
     # Also sweep shallower models (the same layers with the top layers dropped).
     depths: bool = Field(default=True)
-
 
 
 class SweepController(Controller):
@@ -86,12 +85,7 @@ def uniform_grid(controller: Controller, depths: bool = True) -> list[Architectu
     space = controller.space
     names = [name for name in FIELDS if name != "keep"]
     kept_choices = [space.choices(name) for name in names]
-    can_drop = False in space.choices("keep")
-    depth_range = (
-        range(space.definition.min_layers, space.num_layers + 1)
-        if (depths and can_drop)
-        else [space.num_layers]
-    )
+    depth_range = sweep_depths(space, depths)
     if True not in space.choices("keep"):
         return []
     grid: dict[Architecture, float] = {}
@@ -110,8 +104,22 @@ def uniform_grid(controller: Controller, depths: bool = True) -> list[Architectu
             latency = controller.latency(arch)
             if controller.objective.feasible(latency):
                 grid[arch] = latency
-    # Closest to the budget first; ties broken by the stable JSON so the order is total.
-    ordered = sorted(grid, key=lambda a: (-grid[a], a.to_json()))
+    return sweep_order(controller, grid)
+
+
+def sweep_depths(space: SearchSpace, depths: bool = True) -> Sequence[int]:
+    """The depths a sweep covers: every one from the space's minimum when ``depths`` and the
+    space can drop layers, else only the full depth."""
+    if depths and False in space.choices("keep"):
+        return range(space.definition.min_layers, space.num_layers + 1)
+    return [space.num_layers]
+
+
+def sweep_order(controller: Controller, latencies: dict[Architecture, float]) -> list[Architecture]:
+    """Feasible architectures (with their predicted latency) in sweep order: closest under the
+    budget first, coarse to fine under a ``pareto`` objective."""
+    # Ties broken by the stable JSON so the order is total.
+    ordered = sorted(latencies, key=lambda a: (-latencies[a], a.to_json()))
     return coarse_to_fine(ordered) if controller.objective.kind == "pareto" else ordered
 
 
