@@ -180,8 +180,11 @@ def one_run(store: Store, ratio: float, space: str, seed: int, args: argparse.Na
         tag += "-here"
     options: dict[str, Any] = {"warm_start": args.warm_start}
     if args.guided_start:
-        options["guided_start"] = args.guided_start
+        options.update(guided_start=args.guided_start, guided_pick=args.guided_pick,
+                       guided_min_layers=args.guided_min_layers)
         tag += f"-g{args.guided_start}"
+        if args.guided_pick != "closest" or args.guided_min_layers:
+            tag += f"-{args.guided_pick[0]}{args.guided_min_layers}"
     searched = job_spec(f"e2e-search-{tag}", space,
                         {"name": "evolution", "evaluations": args.evaluations, "population": 8,
                          "seed": seed, "options": options},
@@ -336,6 +339,12 @@ def main() -> None:
     parser.add_argument("--guided-start", type=int, default=2,
                         help="then this many importance-guided allocations (evolution's "
                              "guided_start; 0: none, as every run before 2026-11-27)")
+    parser.add_argument("--guided-pick", choices=["importance", "closest"], default="importance",
+                        help="how the guided start picks its allocations (evolution's "
+                             "guided_pick; closest: as the runs before the option)")
+    parser.add_argument("--guided-min-layers", type=int, default=4,
+                        help="guided allocations keeping fewer layers are not taken (evolution's "
+                             "guided_min_layers; 0: no floor, as the runs before the option)")
     parser.add_argument("--margin", type=margin_option, default=DEFAULT_MARGIN,
                         help="latency.margin of the searches (fraction of the budget held back), "
                              "or auto (the latency model's held-out error)")
@@ -392,9 +401,11 @@ def main() -> None:
             raise SystemExit(f"--merge: {args.results} was run "
                              f"{'with' if not args.finetune_seeds else 'without'} --finetune-seeds")
         # Results written before an option existed ran with what is now its default (the
-        # guided start is the exception: before it existed, runs had none).
+        # guided start's options are the exception: before they existed, runs had none, then
+        # picked the closest allocations with no floor).
         for key, default in (("margin", DEFAULT_MARGIN), ("latency_model", str(LATENCY_MODEL)),
-                             ("guided_start", 0)):
+                             ("guided_start", 0), ("guided_pick", "closest"),
+                             ("guided_min_layers", 0)):
             earlier_value = earlier.get("settings", {}).get(key, default)
             if earlier_value != settings[key]:
                 raise SystemExit(f"--merge: {args.results} was run with --{key.replace('_', '-')} "

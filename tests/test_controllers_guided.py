@@ -17,12 +17,16 @@ from autoprune.controllers.guided import (
     global_counts,
     guided_architecture,
     guided_grid,
+    importance_order,
     is_uniform,
+    retained_importance,
+    weighted_retained_importance,
 )
 from autoprune.controllers.testing import SyntheticProblem, drive, make, small_space
 from autoprune.controllers.uniform import uniform_grid
 from autoprune.errors import SpecError
 from autoprune.objectives import Objective
+from autoprune.space import Architecture, LayerConfig
 
 
 @pytest.fixture()
@@ -93,6 +97,27 @@ def test_guided_grid_is_feasible_and_ordered_from_the_budget_down(
     assert all(any(layer.heads for layer in arch if layer.keep) for arch in grid)
 
 
+def test_retained_importance_sums_each_layers_top_units(problem: SyntheticProblem) -> None:
+    space, shape = problem.space, problem.space.shape
+    scores = skewed_scores(problem)
+    dense = Architecture.dense(shape.num_layers, shape.num_heads)
+    assert retained_importance(dense, scores, shape) == pytest.approx((1.0, 1.0))
+    arch = guided_architecture(space, scores, depth=3, heads=2, ffn=0.5)
+    heads, neurons = retained_importance(arch, scores, shape)
+    kept_heads = kept_neurons = 0.0
+    for index, layer in enumerate(arch):
+        if layer.keep:
+            kept_heads += sum(sorted(scores.heads[index], reverse=True)[: layer.heads])
+            kept_neurons += sum(sorted(scores.neurons[index], reverse=True)[
+                : shape.ffn_neurons(layer.ffn)])
+    assert heads == pytest.approx(kept_heads / scores.heads.sum())
+    assert neurons == pytest.approx(kept_neurons / sum(n.sum() for n in scores.neurons))
+    # The same counts kept in the least important layers (scores reversed) retain less.
+    reversed_scores = LayerScores(heads=scores.heads[::-1].copy(), neurons=scores.neurons[::-1])
+    reversed_heads, reversed_neurons = retained_importance(arch, reversed_scores, shape)
+    assert reversed_heads < heads and reversed_neurons < neurons
+
+
 def test_scores_of_another_model_are_refused(problem: SyntheticProblem) -> None:
     controller = make("uniform", problem.space, problem.objective(), latency_fn=problem.latency)
     wrong = LayerScores(heads=np.ones((2, 4)), neurons=(np.ones(8), np.ones(8)))
@@ -119,7 +144,8 @@ def test_guided_start_follows_the_uniform_warm_start(name: str, problem: Synthet
         return scores
 
     controller = make(name, problem.space, objective, latency_fn=problem.latency,
-                      scores_fn=scores_fn, warm_start=2, guided_start=2, population=6)
+                      scores_fn=scores_fn, warm_start=2, guided_start=2, guided_pick="closest",
+                      population=6)
     first = controller.ask(5)
     guided = [arch for arch in guided_grid(controller, scores)
               if not is_uniform(arch) and arch not in first[:2]]
@@ -127,6 +153,39 @@ def test_guided_start_follows_the_uniform_warm_start(name: str, problem: Synthet
     assert first[2:4] == guided[:2]
     assert first[4] not in guided[:3]  # then random, as without a guided start
     assert len(asked) == 1  # the scores are asked for once, on the first ask
+
+
+def test_guided_start_picks_the_most_importance_kept(problem: SyntheticProblem) -> None:
+    objective = problem.objective(budget_ratio=0.5)
+    scores = skewed_scores(problem)
+    shape = problem.space.shape
+    controller = make("evolution", problem.space, objective, latency_fn=problem.latency,
+                      scores_fn=lambda: scores, guided_start=3, guided_min_layers=3,
+                      population=6)
+    first = controller.ask(3)
+    candidates = [arch for arch in guided_grid(controller, scores)
+                  if not is_uniform(arch) and len(arch.kept_layers) >= 3]
+    assert first == importance_order(candidates, scores, shape)[:3]
+    kept = [weighted_retained_importance(arch, scores, shape) for arch in candidates]
+    assert [weighted_retained_importance(arch, scores, shape) for arch in first] == \
+        sorted(kept, reverse=True)[:3]
+    # Shallower allocations exist under this budget; the floor keeps them out of the start.
+    assert any(len(arch.kept_layers) < 3 for arch in guided_grid(controller, scores))
+
+
+def test_importance_weighs_neurons_by_the_weights_they_carry(problem: SyntheticProblem) -> None:
+    # Two layers, units alike: keeping all of layer 0's FFN and none of its heads keeps the
+    # FFN's share of the weights, twice the attention's when the FFN is 4x wide.
+    shape = problem.space.shape
+    assert shape.intermediate == 4 * shape.hidden
+    scores = LayerScores.even(problem.space)
+    dropped = [LayerConfig.dropped()] * (shape.num_layers - 1)
+    ffn_only = Architecture((LayerConfig(heads=0, ffn=1.0), *dropped))
+    heads_only = Architecture((LayerConfig(heads=shape.num_heads, ffn=0.0), *dropped))
+    per_layer = 1 / shape.num_layers
+    assert weighted_retained_importance(ffn_only, scores, shape) == pytest.approx(per_layer * 2 / 3)
+    assert weighted_retained_importance(heads_only, scores, shape) == pytest.approx(per_layer / 3)
+    assert importance_order([heads_only, ffn_only], scores, shape) == [ffn_only, heads_only]
 
 
 def test_guided_start_without_scores_falls_back_to_random(problem: SyntheticProblem) -> None:

@@ -15,8 +15,9 @@ from a tournament. Until ``population`` results are known, proposals are random 
 samples (the initial population), after the first ``warm_start`` proposals, which are the
 uniform baseline's best: the top of its sweep, the uniform models closest under the budget,
 and the first ``guided_start`` importance-guided allocations (:mod:`autoprune.controllers.
-guided`: the teacher's most important heads and neurons kept across layers, closest under the
-budget first; none when the job's estimator has no importance scores). A warm start is the
+guided`: the teacher's most important heads and neurons kept across layers, by default those
+that keep the most of the teacher's importance within the budget; none when the job's
+estimator has no importance scores). A warm start is the
 hand-crafted answer the search has to beat; it keeps the initial population from being all
 random samples, which drop half the layers of a space that allows dropping (on SST-2 the 48
 real cheap fine-tunes of ``benchmarks/data`` rate full-depth models about a point above
@@ -25,11 +26,13 @@ shallower ones of the same latency).
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 from pydantic import Field, model_validator
 
 from autoprune.controllers.base import Controller, ControllerOptions, TrialResult
-from autoprune.controllers.guided import guided_grid, is_uniform
+from autoprune.controllers.guided import guided_grid, importance_order, is_uniform
 from autoprune.controllers.uniform import uniform_grid
 from autoprune.objectives import domination_counts
 from autoprune.space import Architecture
@@ -47,8 +50,15 @@ class EvolutionOptions(ControllerOptions):
     )  # per coordinate; None = 1/dims
     # The first proposals: this many uniform models from the top of the uniform sweep.
     warm_start: int = Field(default=0, ge=0)
-    # Then this many importance-guided allocations (non-uniform ones) from the top of theirs.
+    # Then this many importance-guided allocations (non-uniform ones), picked by
+    # ``guided_pick``: "importance" (the most teacher importance kept, guided.importance_order)
+    # or "closest" (predicted closest under the budget, the guided sweep's order).
     guided_start: int = Field(default=0, ge=0)
+    guided_pick: Literal["importance", "closest"] = "importance"
+    # Guided allocations keeping fewer layers are not taken: at the end-to-end benchmark's
+    # fidelity (100 steps at 5e-5) models of 2-3 MiniLM layers still answer the majority
+    # class (benchmarks/shallow_start.py), so a seed the estimate cannot rank is wasted.
+    guided_min_layers: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")
     def _elites_fit(self) -> EvolutionOptions:
@@ -146,7 +156,10 @@ class EvolutionController(Controller):
         scores = self.scores() if self.options.guided_start else None
         if scores is not None:
             guided = [arch for arch in guided_grid(self, scores)
-                      if arch not in warm and not is_uniform(arch)]
+                      if arch not in warm and not is_uniform(arch)
+                      and len(arch.kept_layers) >= self.options.guided_min_layers]
+            if self.options.guided_pick == "importance":
+                guided = importance_order(guided, scores, self.space.shape)
             warm += guided[: self.options.guided_start]
         return warm
 
