@@ -173,6 +173,12 @@ def test_guided_start_picks_the_most_importance_kept(problem: SyntheticProblem) 
     assert any(len(arch.kept_layers) < 3 for arch in guided_grid(controller, scores))
 
 
+def test_a_layer_floor_above_the_model_is_refused(problem: SyntheticProblem) -> None:
+    with pytest.raises(SpecError, match="guided_min_layers: 5 is more than the model's 4"):
+        make("evolution", problem.space, problem.objective(), latency_fn=problem.latency,
+             guided_start=1, guided_min_layers=5)
+
+
 def test_importance_weighs_neurons_by_the_weights_they_carry(problem: SyntheticProblem) -> None:
     # Two layers, units alike: keeping all of layer 0's FFN and none of its heads keeps the
     # FFN's share of the weights, twice the attention's when the FFN is 4x wide.

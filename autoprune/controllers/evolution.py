@@ -34,6 +34,7 @@ from pydantic import Field, model_validator
 from autoprune.controllers.base import Controller, ControllerOptions, TrialResult
 from autoprune.controllers.guided import guided_grid, importance_order, is_uniform
 from autoprune.controllers.uniform import uniform_grid
+from autoprune.errors import SpecError
 from autoprune.objectives import domination_counts
 from autoprune.space import Architecture
 
@@ -74,6 +75,9 @@ class EvolutionController(Controller):
     Options = EvolutionOptions
 
     def _setup(self) -> None:
+        if self.options.guided_min_layers > self.space.num_layers:
+            raise SpecError(f"controller.options.guided_min_layers: {self.options.guided_min_layers}"
+                            f" is more than the model's {self.space.num_layers} layers")
         self._scored: list[tuple[float, int, Architecture]] = []  # (fitness, order, arch)
         self._points: list[tuple[float, float]] = []  # (-metric, latency) of each scored entry
         self._warm: list[Architecture] | None = None  # built on first ask (it costs predictions)

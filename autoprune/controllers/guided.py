@@ -19,8 +19,9 @@ The evolution's ``guided_start`` seeds its initial population from it, picked by
 latency table decide how heads and neurons are traded; under one CPU's table that was the
 allocation that won, under another's a head-heavy one that kept a tenth of three layers' FFN
 and lost after export. :func:`importance_order` ranks by the teacher importance an allocation
-keeps instead, heads and neurons weighted by the parameters they carry, which is the
-knapsack's objective in Kwon et al.'s mask search.
+keeps instead, as Kwon et al. choose masks by the Fisher importance they keep under the
+constraint (their head and neuron scores are on one scale; these are not, see
+:func:`weighted_retained_importance`).
 """
 
 from __future__ import annotations
@@ -121,9 +122,11 @@ def weighted_retained_importance(arch: Architecture, scores: LayerScores,
     ``2 * hidden * intermediate`` (a third and two thirds in BERT, where the FFN is 4x wide).
 
     The head scores are normalised per layer (Michel et al.) and the neuron scores are not,
-    so they cannot be summed as they are; shares of each can. In the end-to-end runs the
-    allocations that kept FFN neurons and gave up heads exported better than those that did
-    the opposite at the same latency, which equal weights would rank alike.
+    so they cannot be summed as they are; shares of each can. Why not equal weights: in the
+    end-to-end runs an allocation keeping 90-100% of the first two layers' FFN and 4 heads
+    per layer beat the uniform models by 1.3-1.4 points after export, and one keeping 6-12
+    heads per layer and 10% of three layers' FFN lost to them; equal weights rank the two
+    alike (0.61 and 0.59 of the teacher's importance kept), these 0.67 and 0.55.
     """
     heads, neurons = retained_importance(arch, scores, shape)
     attention = 4 * shape.hidden**2
