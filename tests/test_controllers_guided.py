@@ -180,8 +180,8 @@ def test_a_layer_floor_above_the_model_is_refused(problem: SyntheticProblem) -> 
 
 
 def test_importance_weighs_neurons_by_the_weights_they_carry(problem: SyntheticProblem) -> None:
-    # Two layers, units alike: keeping all of layer 0's FFN and none of its heads keeps the
-    # FFN's share of the weights, twice the attention's when the FFN is 4x wide.
+    # Units alike, one layer kept: all of its FFN and none of its heads keeps that layer's
+    # FFN share of the weights, twice its attention's when the FFN is 4x wide.
     shape = problem.space.shape
     assert shape.intermediate == 4 * shape.hidden
     scores = LayerScores.even(problem.space)
