@@ -280,6 +280,23 @@ def test_search_refuses_a_bad_drift_guard_before_queueing_anything(
     assert not (tmp_path / "cli.db").exists() or _rows(db) == []
 
 
+@pytest.mark.parametrize("command", ["submit", "search"])
+@pytest.mark.parametrize(("options", "named"), [
+    ({"guided_pick": "nearest"}, "controller.options.guided_pick"),
+    ({"populaton": 8}, "controller.options.populaton: unknown option"),
+])
+def test_bad_controller_options_exit_2_before_anything_is_stored(
+        command: str, options: dict[str, Any], named: str, portable_spec: dict[str, Any],
+        tmp_path: Path, db: str) -> None:
+    data = copy.deepcopy(portable_spec)
+    data["controller"]["options"] = {**data["controller"]["options"], **options}
+    before = _rows(db)
+    result = runner.invoke(app, [command, str(_write(tmp_path, data)), "--db", db])
+    assert result.exit_code == 2, result.output
+    assert named in _one_error_line(result.stderr)
+    assert _rows(db) == before
+
+
 def test_the_cli_loads_without_torch_and_shows_the_drift_guards_own_defaults() -> None:
     # The export options' defaults come from autoprune.drift, which must not pull torch into
     # every CLI call (status, trials and pareto answer in well under a second without it).

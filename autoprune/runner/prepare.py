@@ -146,6 +146,14 @@ def load_or_profile_latency_model(spec: JobSpec, store: Any = None, quiet: bool 
     return model
 
 
+def check_controller(spec: JobSpec) -> None:
+    """Refuse, before a job is queued, an unknown controller or options its controller does
+    not take: the job could only fail once a worker prepared it. (Checks that need the
+    model's shape, such as ``guided_min_layers`` against its depth, wait for :func:`prepare`.)"""
+    cls = get_controller(spec.controller.name)
+    cls.parse_options(controller_options(cls, spec))
+
+
 def check_margin_is_resolvable(spec: JobSpec) -> None:
     """Refuse, before a job is queued, ``latency.margin: auto`` with a latency model that the
     job would use as it is and that has no held-out validation: the job could only fail later.
