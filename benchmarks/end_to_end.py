@@ -180,11 +180,13 @@ def one_run(store: Store, ratio: float, space: str, seed: int, args: argparse.Na
         tag += "-here"
     options: dict[str, Any] = {"warm_start": args.warm_start}
     if args.guided_start:
-        options.update(guided_start=args.guided_start, guided_pick=args.guided_pick,
-                       guided_min_layers=args.guided_min_layers)
+        options.update(guided_start=args.guided_start, guided_pick=args.guided_pick)
         tag += f"-g{args.guided_start}"
-        if args.guided_pick != "closest" or args.guided_min_layers:
-            tag += f"-{args.guided_pick[0]}{args.guided_min_layers}"
+        if args.guided_pick != "closest":
+            tag += f"-{args.guided_pick[0]}"
+    if args.start_min_layers:
+        options.update(start_min_layers=args.start_min_layers)
+        tag += f"-s{args.start_min_layers}"
     searched = job_spec(f"e2e-search-{tag}", space,
                         {"name": "evolution", "evaluations": args.evaluations, "population": 8,
                          "seed": seed, "options": options},
@@ -342,9 +344,10 @@ def main() -> None:
     parser.add_argument("--guided-pick", choices=["importance", "closest"], default="importance",
                         help="how the guided start picks its allocations (evolution's "
                              "guided_pick; closest: as the runs before the option)")
-    parser.add_argument("--guided-min-layers", type=int, default=4,
-                        help="guided allocations keeping fewer layers are not taken (evolution's "
-                             "guided_min_layers; 0: no floor, as the runs before the option)")
+    parser.add_argument("--start-min-layers", type=int, default=4,
+                        help="the search's initial population keeps at least this many layers "
+                             "(evolution's start_min_layers; 0: no floor, as the runs before "
+                             "2026-11-27; that day's last run floored its guided start only)")
     parser.add_argument("--margin", type=margin_option, default=DEFAULT_MARGIN,
                         help="latency.margin of the searches (fraction of the budget held back), "
                              "or auto (the latency model's held-out error)")
@@ -405,7 +408,7 @@ def main() -> None:
         # picked the closest allocations with no floor).
         for key, default in (("margin", DEFAULT_MARGIN), ("latency_model", str(LATENCY_MODEL)),
                              ("guided_start", 0), ("guided_pick", "closest"),
-                             ("guided_min_layers", 0)):
+                             ("start_min_layers", 0)):
             earlier_value = earlier.get("settings", {}).get(key, default)
             if earlier_value != settings[key]:
                 raise SystemExit(f"--merge: {args.results} was run with --{key.replace('_', '-')} "

@@ -160,7 +160,7 @@ def test_guided_start_picks_the_most_importance_kept(problem: SyntheticProblem) 
     scores = skewed_scores(problem)
     shape = problem.space.shape
     controller = make("evolution", problem.space, objective, latency_fn=problem.latency,
-                      scores_fn=lambda: scores, guided_start=3, guided_min_layers=3,
+                      scores_fn=lambda: scores, guided_start=3, start_min_layers=3,
                       population=6)
     first = controller.ask(3)
     candidates = [arch for arch in guided_grid(controller, scores)
@@ -174,9 +174,42 @@ def test_guided_start_picks_the_most_importance_kept(problem: SyntheticProblem) 
 
 
 def test_a_layer_floor_above_the_model_is_refused(problem: SyntheticProblem) -> None:
-    with pytest.raises(SpecError, match="guided_min_layers: 5 is more than the model's 4"):
+    with pytest.raises(SpecError, match="start_min_layers: 5 is more than the model's 4"):
         make("evolution", problem.space, problem.objective(), latency_fn=problem.latency,
-             guided_start=1, guided_min_layers=5)
+             guided_start=1, start_min_layers=5)
+
+
+@pytest.mark.parametrize("name", ["evolution", "swiftpruner"])
+def test_the_floor_covers_the_whole_initial_population(problem: SyntheticProblem, name: str) -> None:
+    objective = problem.objective(budget_ratio=0.45)
+    scores = skewed_scores(problem)
+    controller = make(name, problem.space, objective, latency_fn=problem.latency,
+                      scores_fn=lambda: scores, warm_start=2, guided_start=2,
+                      start_min_layers=4, population=8, seed=3)
+    first = controller.ask(8)
+    uniform = uniform_grid(controller)
+    # Without the floor the warm start would begin with shallow uniform models.
+    assert any(len(arch.kept_layers) < 4 for arch in uniform[:2])
+    deep = [arch for arch in uniform if len(arch.kept_layers) >= 4][:2]
+    assert deep and first[: len(deep)] == deep
+    assert all(len(arch.kept_layers) >= 4 for arch in first)  # the random members too
+    assert all(controller.predicted_feasible(arch) for arch in first)
+    assert len(set(first)) == len(first)
+    # The same controller without the floor samples shallower random members.
+    unfloored = make(name, problem.space, objective, latency_fn=problem.latency,
+                     scores_fn=lambda: scores, warm_start=2, guided_start=2,
+                     population=8, seed=3)
+    assert any(len(arch.kept_layers) < 4 for arch in unfloored.ask(8))
+
+
+def test_the_floor_old_name_is_read_with_a_warning(problem: SyntheticProblem) -> None:
+    with pytest.warns(DeprecationWarning, match="guided_min_layers is now start_min_layers"):
+        old = make("evolution", problem.space, problem.objective(), latency_fn=problem.latency,
+                   guided_min_layers=3)
+    assert old.options.start_min_layers == 3
+    with pytest.raises(SpecError, match=r"^controller.options: give start_min_layers only"):
+        make("evolution", problem.space, problem.objective(), latency_fn=problem.latency,
+             guided_min_layers=3, start_min_layers=3)
 
 
 def test_importance_weighs_neurons_by_the_weights_they_carry(problem: SyntheticProblem) -> None:

@@ -131,12 +131,11 @@ class Controller(ABC):
             return cls.Options(**options)
         except ValidationError as exc:
             error = exc.errors()[0]
-            key = ".".join(str(part) for part in error.get("loc", ())) or "?"
+            where = ".".join(["controller.options", *(str(part) for part in error.get("loc", ()))])
             if error.get("type") == "extra_forbidden":
-                raise SpecError(f"controller.options.{key}: unknown option") from None
-            raise SpecError(
-                f"controller.options.{key}: {error.get('msg', 'invalid value')}"
-            ) from None
+                raise SpecError(f"{where}: unknown option") from None
+            message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+            raise SpecError(f"{where}: {message}") from None
 
     @classmethod
     def accepts(cls, option: str) -> bool:

@@ -149,7 +149,7 @@ def load_or_profile_latency_model(spec: JobSpec, store: Any = None, quiet: bool 
 def check_controller(spec: JobSpec) -> None:
     """Refuse, before a job is queued, an unknown controller or options its controller does
     not take: the job could only fail once a worker prepared it. (Checks that need the
-    model's shape, such as ``guided_min_layers`` against its depth, wait for :func:`prepare`.)"""
+    model's shape, such as ``start_min_layers`` against its depth, wait for :func:`prepare`.)"""
     cls = get_controller(spec.controller.name)
     cls.parse_options(controller_options(cls, spec))
 
