@@ -405,13 +405,14 @@ def search(
     drift_attempts: DriftAttemptsOption = DEFAULT_DRIFT_GUARD.attempts,
 ) -> None:
     """Queue a job and run it at once in this process, then print its Pareto front."""
-    from autoprune.runner.prepare import check_controller
+    from autoprune.runner.prepare import check_controller, check_margin_is_resolvable
     from autoprune.runner.service import HEARTBEAT_TIMEOUT_S, default_owner, run_job
     from autoprune.spec import JobSpec
 
     guard = DriftGuard(max_drift=max_drift, attempts=drift_attempts)  # bad values fail first
     job_spec = JobSpec.load(spec)
     check_controller(job_spec)
+    check_margin_is_resolvable(job_spec)
     store = _store(db)
     job_id = store.create_job(job_spec.to_json(), job_spec.name)
     owner = default_owner()

@@ -318,9 +318,11 @@ def _without_validation(portable_spec: dict[str, Any], tmp_path: Path) -> Path:
     return model.with_document(validation=None).save(tmp_path / "unvalidated.json")
 
 
+@pytest.mark.parametrize("command", ["submit", "search"])
 @pytest.mark.parametrize("profile", [False, "auto"])
 def test_submit_refuses_margin_auto_with_a_latency_model_that_has_no_validation(
-    profile: bool | str, portable_spec: dict[str, Any], tmp_path: Path, db: str, monkeypatch,
+    command: str, profile: bool | str, portable_spec: dict[str, Any], tmp_path: Path, db: str,
+    monkeypatch,
 ) -> None:
     from autoprune.latency import LatencyModel
     from autoprune.latency import fingerprint as fingerprint_module
@@ -333,7 +335,7 @@ def test_submit_refuses_margin_auto_with_a_latency_model_that_has_no_validation(
     data["latency"].update(model=str(unvalidated), margin="auto", profile=profile)
     before = _rows(db)
 
-    result = runner.invoke(app, ["submit", str(_write(tmp_path, data)), "--db", db])
+    result = runner.invoke(app, [command, str(_write(tmp_path, data)), "--db", db])
     assert result.exit_code == 2, result.output
     line = _one_error_line(result.stderr)
     assert "latency.margin: auto needs held-out validation" in line
