@@ -320,7 +320,7 @@ def _without_validation(portable_spec: dict[str, Any], tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("command", ["submit", "search"])
 @pytest.mark.parametrize("profile", [False, "auto"])
-def test_submit_refuses_margin_auto_with_a_latency_model_that_has_no_validation(
+def test_submit_and_search_refuse_margin_auto_with_a_latency_model_without_validation(
     command: str, profile: bool | str, portable_spec: dict[str, Any], tmp_path: Path, db: str,
     monkeypatch,
 ) -> None:
