@@ -203,7 +203,7 @@ def test_the_floor_covers_the_whole_initial_population(problem: SyntheticProblem
 
 
 def test_the_floor_old_name_is_read_with_a_warning(problem: SyntheticProblem) -> None:
-    with pytest.warns(DeprecationWarning, match="guided_min_layers is now start_min_layers"):
+    with pytest.warns(FutureWarning, match="guided_min_layers is now start_min_layers"):
         old = make("evolution", problem.space, problem.objective(), latency_fn=problem.latency,
                    guided_min_layers=3)
     assert old.options.start_min_layers == 3

@@ -71,12 +71,13 @@ class EvolutionOptions(ControllerOptions):
     @classmethod
     def _renamed_floor(cls, data: Any) -> Any:
         # ``guided_min_layers`` (one release) floored the guided start only; stored job specs
-        # may still carry it, so it is read as ``start_min_layers``, with a warning.
+        # may still carry it, so it is read as ``start_min_layers``, with a warning (a
+        # FutureWarning: Python shows those to users by default, DeprecationWarnings not).
         if isinstance(data, dict) and "guided_min_layers" in data:
             if "start_min_layers" in data:
                 raise ValueError("give start_min_layers only (guided_min_layers is its old name)")
             warnings.warn("controller option guided_min_layers is now start_min_layers and "
-                          "floors the whole initial population", DeprecationWarning, stacklevel=2)
+                          "floors the whole initial population", FutureWarning, stacklevel=2)
             data = {("start_min_layers" if key == "guided_min_layers" else key): value
                     for key, value in data.items()}
         return data
