@@ -37,7 +37,11 @@ from autoprune.spec import JobSpec
 RESULTS = REPO / "benchmarks" / "results" / "shallow_start.json"
 STEPS = (0, 25, 100, 200, 400)
 ARCHITECTURES = ("h8/f0.3 h8/f0.3 h8/f0.3 - - -", "h4/f1 h4/f1 - - - -",
-                 "h8/f0.2/b8 h8/f0.2/b8 h8/f0.2/b8 h8/f0.2/b8 - -")
+                 "h8/f0.2/b8 h8/f0.2/b8 h8/f0.2/b8 h8/f0.2/b8 - -",
+                 # The 4-layer starts that the Intel run of end_to_end_intel_floor.json stopped
+                 # at its 25-step rung at 0.5x in every seed (two uniform, one guided).
+                 "h10/f0.4 h10/f0.4 h10/f0.4 h10/f0.4 - -", "h12/f0.3 h12/f0.3 h12/f0.3 h12/f0.3 - -",
+                 "h8/f0.9 h6/f0.9 h6/f0.5 h6/f0.1 - -")
 
 
 def spec(lr: float, refit_head: bool) -> JobSpec:
