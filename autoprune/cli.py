@@ -13,6 +13,7 @@ import io
 import json
 import os
 import sys
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -633,8 +634,16 @@ def _export(store: Any, job: int, number: int, out_dir: Path, *, onnx: bool = Fa
         _out().print(escape(line))
 
 
+def _warning_line(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  line: str | None = None) -> str:
+    # A warning raised inside a validator points into pydantic's source; at the command line
+    # the message is what helps, the location is noise.
+    return f"warning: {message} ({category.__name__})\n"
+
+
 def main() -> None:
     """The console script ``autoprune``."""
+    warnings.formatwarning = _warning_line
     # Library progress bars (weights loading, shards) would tear through our Rich bars.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")

@@ -271,6 +271,23 @@ def test_console_script_exit_codes_and_no_traceback(tmp_path: Path, portable_spe
     assert "nonsense" in _one_error_line(bad.stderr)
 
 
+def test_console_script_shows_a_warning_as_one_line(tmp_path: Path,
+                                                    portable_spec: dict[str, Any]) -> None:
+    script = Path(sys.executable).with_name("autoprune")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "autoprune.cli"]
+    data = copy.deepcopy(portable_spec)
+    data["controller"] = {"name": "evolution", "evaluations": 4,
+                          "options": {"guided_min_layers": 2}}  # the floor's old name
+    result = subprocess.run([*command, "submit", str(_write(tmp_path, data)), "--db",
+                             f"sqlite:///{tmp_path / 'warn.db'}"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    warning = [line for line in result.stderr.splitlines() if "guided_min_layers" in line]
+    assert warning == ["warning: controller option guided_min_layers is now start_min_layers "
+                       "and floors the whole initial population (FutureWarning)"]
+    assert "pydantic" not in result.stderr
+
+
 def test_search_refuses_a_bad_drift_guard_before_queueing_anything(
         portable_spec: dict[str, Any], tmp_path: Path, db: str) -> None:
     spec = _write(tmp_path, portable_spec)
