@@ -192,7 +192,7 @@ class EvolutionController(Controller):
         """The uniform, then the importance-guided, models the initial population begins with."""
         if not self.can_predict_latency:
             return []
-        warm = []
+        warm: list[Architecture] = []
         if self.options.warm_start:
             warm = [arch for arch in uniform_grid(self) if self._deep_enough(arch)]
             warm = warm[: self.options.warm_start]
