@@ -89,6 +89,8 @@ def main() -> dict[str, Any]:
     parser.add_argument("--lr", type=float, nargs="+", default=[5e-5])
     parser.add_argument("--refit-head", choices=["on", "off", "both"], default="both")
     parser.add_argument("--only", default=None, help="indices into ARCHITECTURES, e.g. 3,4")
+    parser.add_argument("--steps", type=int, nargs="+", default=list(STEPS),
+                        help="the stages, each resuming the last (default: %(default)s)")
     args = parser.parse_args()
     chosen = (ARCHITECTURES if args.only is None
               else [ARCHITECTURES[int(i)] for i in args.only.split(",")])
@@ -98,7 +100,7 @@ def main() -> dict[str, Any]:
         finetune = build_estimator(spec(lr, refit), progress=False)
         finetune = getattr(finetune, "finetune", finetune)
         for summary in chosen:
-            runs += train_through(finetune, summary, STEPS, lr=lr, refit_head=refit)
+            runs += train_through(finetune, summary, tuple(args.steps), lr=lr, refit_head=refit)
     def key(run: dict[str, Any]) -> tuple[Any, ...]:
         return run["architecture"], run["lr"], run.get("refit_head", False), run["steps"]
 
