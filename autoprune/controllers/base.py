@@ -280,17 +280,29 @@ class Controller(ABC):
                 return candidate
         return arch
 
-    def sample_new(self, taken: Iterable[Architecture] = (), feasible: bool = True) -> Architecture:
-        """A random architecture not proposed before, predicted feasible when asked to be."""
+    def sample_new(
+        self,
+        taken: Iterable[Architecture] = (),
+        feasible: bool = True,
+        accept: Callable[[Architecture], bool] | None = None,
+        tries: int = FRESH_TRIES,
+    ) -> Architecture:
+        """A random architecture not proposed before, predicted feasible when asked to be.
+
+        With ``accept``, also one it accepts; when ``tries`` draws find none, ``accept`` is
+        dropped (a wish, like feasibility in :meth:`fresh`)."""
         taken_set = set(taken)
-        candidate = self.space.sample(self.rng)
-        for _ in range(FRESH_TRIES):
-            if self.is_new(candidate, taken_set) and (
-                not feasible or self.predicted_feasible(candidate)
+        for _ in range(tries):
+            candidate = self.space.sample(self.rng)
+            if (
+                (accept is None or accept(candidate))
+                and self.is_new(candidate, taken_set)
+                and (not feasible or self.predicted_feasible(candidate))
             ):
                 return candidate
-            candidate = self.space.sample(self.rng)
-        return self.fresh(candidate, taken_set, feasible=False)
+        if accept is not None:
+            return self.sample_new(taken_set, feasible)
+        return self.fresh(self.space.sample(self.rng), taken_set, feasible=False)
 
     def fitness(self, result: TrialResult) -> float | None:
         """The objective's scalar reward of a usable result, else None."""

@@ -177,16 +177,11 @@ class EvolutionController(Controller):
         return len(arch.kept_layers) >= self.options.start_min_layers
 
     def _sample_start(self, batch: list[Architecture]) -> Architecture:
-        """A random feasible member of the initial population keeping ``start_min_layers``."""
+        """A random feasible member of the initial population keeping ``start_min_layers``
+        (the floor is dropped when the budget leaves hardly any model that deep)."""
         if not self.options.start_min_layers:
             return self.sample_new(batch)
-        taken = set(batch)
-        for _ in range(START_TRIES):
-            candidate = self.space.sample(self.rng)
-            if (self._deep_enough(candidate) and self.is_new(candidate, taken)
-                    and self.predicted_feasible(candidate)):
-                return candidate
-        return self.sample_new(batch)  # the floor and the budget hardly overlap: drop the floor
+        return self.sample_new(batch, accept=self._deep_enough, tries=START_TRIES)
 
     def _warm_start(self) -> list[Architecture]:
         """The uniform, then the importance-guided, models the initial population begins with."""
