@@ -258,9 +258,14 @@ def test_version() -> None:
     assert result.exit_code == 0 and result.stdout.strip() == f"autoprune {__version__}"
 
 
-def test_console_script_exit_codes_and_no_traceback(tmp_path: Path, portable_spec: dict[str, Any]) -> None:
+def _console_script() -> list[str]:
+    """The installed ``autoprune`` script, else the module it runs."""
     script = Path(sys.executable).with_name("autoprune")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "autoprune.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "autoprune.cli"]
+
+
+def test_console_script_exit_codes_and_no_traceback(tmp_path: Path, portable_spec: dict[str, Any]) -> None:
+    command = _console_script()
     db = f"sqlite:///{tmp_path / 'sub.db'}"
     ok = subprocess.run([*command, "submit", str(_write(tmp_path, portable_spec)), "--db", db],
                         capture_output=True, text=True, timeout=120)
@@ -273,8 +278,7 @@ def test_console_script_exit_codes_and_no_traceback(tmp_path: Path, portable_spe
 
 def test_console_script_shows_a_warning_as_one_line(tmp_path: Path,
                                                     portable_spec: dict[str, Any]) -> None:
-    script = Path(sys.executable).with_name("autoprune")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "autoprune.cli"]
+    command = _console_script()
     data = copy.deepcopy(portable_spec)
     data["controller"] = {"name": "evolution", "evaluations": 4,
                           "options": {"guided_min_layers": 2}}  # the floor's old name
