@@ -105,6 +105,11 @@ def latency_model_option(text: str) -> Path:
     return HERE_LATENCY_MODEL if text == "here" else Path(text).resolve()
 
 
+def first_rung(args: argparse.Namespace) -> int:
+    """ASHA's first rung: ``--first-rung``, or a quarter of the estimate's steps (eta = 4)."""
+    return args.first_rung if args.first_rung is not None else args.steps // 4
+
+
 def tolerance(ratio: float) -> float:
     return TOLERANCE.get(ratio, 0.01)
 
@@ -120,7 +125,7 @@ def job_spec(name: str, space: str, controller: dict[str, Any], latency: dict[st
         "space": space,
         "controller": controller,
         "objective": {"kind": "constrained"},
-        "estimate": {"steps": args.steps, "rungs": [args.steps // 4, args.steps],
+        "estimate": {"steps": args.steps, "rungs": [first_rung(args), args.steps],
                      "eval_samples": args.eval_samples, "finetune_seed": finetune_seed},
         "executor": {"kind": "local", "cpus_per_worker": args.threads},
     }, base_dir=REPO)
@@ -170,6 +175,8 @@ def one_run(store: Store, ratio: float, space: str, seed: int, args: argparse.Na
         tag += f"-e{args.evaluations}"
     if args.margin != DEFAULT_MARGIN:
         tag += f"-m{args.margin}"
+    if args.first_rung is not None:  # other rungs: other trials, their own jobs and exports
+        tag += f"-r{args.first_rung}"
     # --finetune-seeds: the run's seed also reseeds the fine-tunes of the search, its exports
     # and its uniform baseline (the teacher stays seed 0's), so the seeds sample training
     # noise; their own jobs and exports.
@@ -333,7 +340,11 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--evaluations", type=int, default=DEFAULT_EVALUATIONS,
                         help="candidates each search evaluates (other values: their own jobs)")
-    parser.add_argument("--steps", type=int, default=100, help="cheap estimate steps (rungs: /4, x1)")
+    parser.add_argument("--steps", type=int, default=100, help="cheap estimate steps (the last rung)")
+    parser.add_argument("--first-rung", type=int, default=None,
+                        help="ASHA's first rung in steps (default: steps / 4); the rungs are "
+                             "[first, steps] and their ratio is ASHA's eta, so steps must be a "
+                             "multiple of it (50 with 100 steps: eta 2, the median cut)")
     parser.add_argument("--eval-samples", type=int, default=None)
     parser.add_argument("--export-steps", type=int, default=DEFAULT_EXPORT_STEPS)
     parser.add_argument("--warm-start", type=int, default=4,
@@ -408,7 +419,7 @@ def main() -> None:
         # picked the closest allocations with no floor).
         for key, default in (("margin", DEFAULT_MARGIN), ("latency_model", str(LATENCY_MODEL)),
                              ("guided_start", 0), ("guided_pick", "closest"),
-                             ("start_min_layers", 0)):
+                             ("start_min_layers", 0), ("first_rung", None)):
             earlier_value = earlier.get("settings", {}).get(key, default)
             if earlier_value != settings[key]:
                 raise SystemExit(f"--merge: {args.results} was run with --{key.replace('_', '-')} "
