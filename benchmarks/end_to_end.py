@@ -68,6 +68,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -76,7 +78,7 @@ from autoprune.front import best_feasible, front_rows, job_budget_ms
 from autoprune.latency.fingerprint import device_fingerprint, differences
 from autoprune.runner.prepare import autoprune_home
 from autoprune.runner.service import HEARTBEAT_TIMEOUT_S, run_job
-from autoprune.spec import JobSpec
+from autoprune.spec import EstimateSpec, JobSpec
 from autoprune.store import Store
 
 REPO = Path(__file__).resolve().parent.parent
@@ -105,9 +107,22 @@ def latency_model_option(text: str) -> Path:
     return HERE_LATENCY_MODEL if text == "here" else Path(text).resolve()
 
 
-def first_rung(args: argparse.Namespace) -> int:
-    """ASHA's first rung: ``--first-rung``, or a quarter of the estimate's steps (eta = 4)."""
-    return args.first_rung if args.first_rung is not None else args.steps // 4
+def rungs_option(text: str) -> list[int]:
+    return [int(item) for item in text.split(",")]
+
+
+def rungs(args: argparse.Namespace) -> list[int]:
+    """ASHA's rungs in steps: ``--rungs``, or a quarter of ``--steps`` then ``--steps`` (eta 4)."""
+    return args.rungs if args.rungs is not None else [args.steps // 4, args.steps]
+
+
+def rungs_tag(args: argparse.Namespace) -> str:
+    """The job-name suffix of non-default rungs: ``-r50`` for 50,100 (the name of the first
+    such run's jobs, 2026-11-27), else every rung (``-r50-100-200``)."""
+    if args.rungs is None or args.rungs == [args.steps // 4, args.steps]:
+        return ""
+    shown = args.rungs[:-1] if len(args.rungs) > 1 and args.rungs[-1] == 100 else args.rungs
+    return "-r" + "-".join(str(rung) for rung in shown)
 
 
 def tolerance(ratio: float) -> float:
@@ -125,7 +140,7 @@ def job_spec(name: str, space: str, controller: dict[str, Any], latency: dict[st
         "space": space,
         "controller": controller,
         "objective": {"kind": "constrained"},
-        "estimate": {"steps": args.steps, "rungs": [first_rung(args), args.steps],
+        "estimate": {"steps": rungs(args)[-1], "rungs": rungs(args),
                      "eval_samples": args.eval_samples, "finetune_seed": finetune_seed},
         "executor": {"kind": "local", "cpus_per_worker": args.threads},
     }, base_dir=REPO)
@@ -175,8 +190,7 @@ def one_run(store: Store, ratio: float, space: str, seed: int, args: argparse.Na
         tag += f"-e{args.evaluations}"
     if args.margin != DEFAULT_MARGIN:
         tag += f"-m{args.margin}"
-    if args.first_rung is not None:  # other rungs: other trials, their own jobs and exports
-        tag += f"-r{args.first_rung}"
+    tag += rungs_tag(args)  # other rungs: other trials, their own jobs and exports
     # --finetune-seeds: the run's seed also reseeds the fine-tunes of the search, its exports
     # and its uniform baseline (the teacher stays seed 0's), so the seeds sample training
     # noise; their own jobs and exports.
@@ -340,11 +354,12 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--evaluations", type=int, default=DEFAULT_EVALUATIONS,
                         help="candidates each search evaluates (other values: their own jobs)")
-    parser.add_argument("--steps", type=int, default=100, help="cheap estimate steps (the last rung)")
-    parser.add_argument("--first-rung", type=int, default=None,
-                        help="ASHA's first rung in steps (default: steps / 4); the rungs are "
-                             "[first, steps] and their ratio is ASHA's eta, so steps must be a "
-                             "multiple of it (50 with 100 steps: eta 2, the median cut)")
+    parser.add_argument("--steps", type=int, default=100,
+                        help="cheap estimate steps (rungs: a quarter of them, then all)")
+    parser.add_argument("--rungs", type=rungs_option, default=None, metavar="A,B[,C...]",
+                        help="ASHA's rungs in steps instead (geometric; the ratio is ASHA's eta "
+                             "and the last rung the estimate's steps): 50,100 cuts at the median "
+                             "after 50 steps; 50,100,200 trains the best quarter to 200")
     parser.add_argument("--eval-samples", type=int, default=None)
     parser.add_argument("--export-steps", type=int, default=DEFAULT_EXPORT_STEPS)
     parser.add_argument("--warm-start", type=int, default=4,
@@ -380,6 +395,11 @@ def main() -> None:
     parser.add_argument("--phase", choices=["search", "export", "all", "report"], default="all",
                         help="report: write the results of the runs done so far, run nothing")
     args = parser.parse_args()
+    if args.rungs is not None:
+        try:
+            EstimateSpec(steps=args.rungs[-1], rungs=tuple(args.rungs))
+        except ValidationError as exc:
+            parser.error(f"--rungs {','.join(map(str, args.rungs))}: {exc.errors()[0]['msg'].removeprefix('Value error, ')}")
 
     db = autoprune_home() / "benchmarks" / "end_to_end.db"
     db.parent.mkdir(parents=True, exist_ok=True)
@@ -419,7 +439,7 @@ def main() -> None:
         # picked the closest allocations with no floor).
         for key, default in (("margin", DEFAULT_MARGIN), ("latency_model", str(LATENCY_MODEL)),
                              ("guided_start", 0), ("guided_pick", "closest"),
-                             ("start_min_layers", 0), ("first_rung", None)):
+                             ("start_min_layers", 0), ("rungs", None)):
             earlier_value = earlier.get("settings", {}).get(key, default)
             if earlier_value != settings[key]:
                 raise SystemExit(f"--merge: {args.results} was run with --{key.replace('_', '-')} "
