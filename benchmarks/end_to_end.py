@@ -40,6 +40,7 @@ bounds the search's gain unless its model beats the teacher.
     python benchmarks/end_to_end.py                        # 2 budgets x 3 seeds
     python benchmarks/end_to_end.py --seeds 0 --budgets 0.5:bert-structured
     python benchmarks/end_to_end.py --finetune-seeds --results benchmarks/results/end_to_end_fs.json
+    python benchmarks/end_to_end.py --rungs 50,100    # ASHA's first cut after 50 steps, at the median
 
 ``--latency-model here`` profiles this machine first (``latency.profile: auto`` on a file
 under ``$AUTOPRUNE_HOME``: the first job measures it, about 1.5 minutes on a Zen 4, and
