@@ -114,7 +114,9 @@ def rungs_option(text: str) -> list[int]:
 
 def rungs(args: argparse.Namespace) -> list[int]:
     """ASHA's rungs in steps: ``--rungs``, or a quarter of ``--steps`` then ``--steps`` (eta 4)."""
-    return args.rungs if args.rungs is not None else [args.steps // 4, args.steps]
+    # Other scripts build job specs with a Namespace of their own, which may have no rungs.
+    given = getattr(args, "rungs", None)
+    return given if given is not None else [args.steps // 4, args.steps]
 
 
 def rungs_tag(args: argparse.Namespace) -> str:

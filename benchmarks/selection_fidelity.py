@@ -17,12 +17,14 @@ model (:data:`EXPORTED` has what those exports measured).
 
 Writes ``benchmarks/results/selection_fidelity.json``: ``runs`` (architecture, steps, accuracy,
 seconds), and ``final_phase`` for ``--final`` (``final_steps`` too); each mode keeps the
-other's results, and ``--final`` keeps the runs of architectures it was not given. Needs the
+other's results, and each keeps the runs of architectures it was not given (each run records
+its ``cpu``; the README gives the machines of runs made before that). Needs the
 cached SST-2 teacher (trained on first use: 7-15 min).
 
     python benchmarks/selection_fidelity.py
     python benchmarks/selection_fidelity.py "h6/f0.5 h6/f0.5 h6/f0.5 h6/f0.5 h6/f0.5 -"
     python benchmarks/selection_fidelity.py --final 200 900 --threads 1
+    python benchmarks/selection_fidelity.py --steps 100 200 400 800 "h6/f0.7 h6/f0.7 h6/f0.7 h6/f0.7 - -"
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from end_to_end import job_spec
 from shallow_start import train_through
 
 from autoprune.estimate import FinalPhase, build_estimator
+from autoprune.latency.fingerprint import device_fingerprint
 
 RESULTS = Path(__file__).resolve().parent / "results" / "selection_fidelity.json"
 STEPS = (100, 400)
@@ -63,6 +66,8 @@ def main() -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("architectures", nargs="*", default=[])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--steps", type=int, nargs="+", default=list(STEPS), metavar="S",
+                        help="the stages trained straight through (default: %(default)s)")
     parser.add_argument("--final", type=int, nargs="+", default=None, metavar="N",
                         help="final-phase steps after the 100-step rung (the export's question)")
     args = parser.parse_args()
@@ -73,9 +78,10 @@ def main() -> dict[str, Any]:
     finetune = build_estimator(spec, threads=args.threads, progress=False)
     finetune = getattr(finetune, "finetune", finetune)
     estimate = {"lr": finetune.recipe.lr, "hidden_weight": finetune.recipe.hidden_weight}
-    stages = RUNGS if args.final else STEPS
+    stages = RUNGS if args.final else tuple(args.steps)
+    cpu = device_fingerprint("torch", args.threads)["cpu_id"]
     new = [run for summary in architectures
-           for run in train_through(finetune, summary, stages, tuple(args.final or ()))]
+           for run in train_through(finetune, summary, stages, tuple(args.final or ()), cpu=cpu)]
     # Read after training: runs kept from the file include those another process (given the
     # rest of the list) wrote in the meantime.
     result = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
@@ -88,7 +94,9 @@ def main() -> dict[str, Any]:
                                  "exported": {run["architecture"]: EXPORTED[run["architecture"]]
                                               for run in runs if run["architecture"] in EXPORTED}}
     else:
-        result.update({"runs": new, "threads": args.threads, "estimate": estimate})
+        # Runs of architectures not given here are kept.
+        runs = [run for run in result.get("runs", []) if run["architecture"] not in architectures]
+        result.update({"runs": runs + new, "threads": args.threads, "estimate": estimate})
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     return result
 
