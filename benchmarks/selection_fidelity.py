@@ -39,7 +39,7 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from end_to_end import job_spec
+from end_to_end import LATENCY_MODEL, job_spec
 from shallow_start import train_through
 
 from autoprune.estimate import FinalPhase, build_estimator
@@ -72,7 +72,9 @@ def main() -> dict[str, Any]:
                         help="final-phase steps after the 100-step rung (the export's question)")
     args = parser.parse_args()
     architectures = args.architectures or list(EXPORTED if args.final else ARCHITECTURES)
-    settings = argparse.Namespace(steps=STEPS[0], eval_samples=None, threads=args.threads)
+    # The latency model only budgets the spec (nothing is searched): the committed one.
+    settings = argparse.Namespace(steps=STEPS[0], eval_samples=None, threads=args.threads,
+                                  latency_model=LATENCY_MODEL)
     spec = job_spec("selection-fidelity", "bert-structured", {"name": "random", "evaluations": 1},
                     {"budget_ratio": 0.5}, settings)
     finetune = build_estimator(spec, threads=args.threads, progress=False)
