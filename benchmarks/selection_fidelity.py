@@ -24,7 +24,7 @@ cached SST-2 teacher (trained on first use: 7-15 min).
     python benchmarks/selection_fidelity.py
     python benchmarks/selection_fidelity.py "h6/f0.5 h6/f0.5 h6/f0.5 h6/f0.5 h6/f0.5 -"
     python benchmarks/selection_fidelity.py --final 200 900 --threads 1
-    python benchmarks/selection_fidelity.py --steps 100 200 400 800 "h6/f0.7 h6/f0.7 h6/f0.7 h6/f0.7 - -"
+    python benchmarks/selection_fidelity.py "h6/f0.7 h6/f0.7 h6/f0.7 h6/f0.7 - -" --steps 100 200 400 800
 """
 
 from __future__ import annotations
