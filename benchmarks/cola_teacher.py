@@ -263,11 +263,12 @@ def ensemble_targets(train: int, dev: int) -> tuple[torch.Tensor, np.ndarray, li
 def probe(model: nn.Module, train: Encoded, variant: dict[str, Any], seed: int) -> None:
     """LP-FT's first stage: only the pooler and classifier train (constant rate, no warm-up:
     the encoder they read does not move); the rest keeps ``requires_grad`` as it was."""
-    head = [p for n, p in model.named_parameters()
-            if n.startswith(("classifier.", "bert.pooler.")) and p.requires_grad]
     trainable = {n: p.requires_grad for n, p in model.named_parameters()}
+    head = []
     for n, p in model.named_parameters():
         p.requires_grad_(n.startswith(("classifier.", "bert.pooler.")) and trainable[n])
+        if p.requires_grad:
+            head.append(p)
     optimizer = torch.optim.AdamW(head, lr=variant["probe_lr"], weight_decay=0.01)
     batches = training_batches(train, 32, seed + 1)
     model.train()

@@ -112,17 +112,22 @@ def rungs_option(text: str) -> list[int]:
     return [int(item) for item in text.split(",")]
 
 
+def default_rungs(args: argparse.Namespace) -> list[int]:
+    """A quarter of ``--steps``, then ``--steps`` (eta 4): the rungs of every run before ``--rungs``."""
+    return [args.steps // 4, args.steps]
+
+
 def rungs(args: argparse.Namespace) -> list[int]:
-    """ASHA's rungs in steps: ``--rungs``, or a quarter of ``--steps`` then ``--steps`` (eta 4)."""
+    """ASHA's rungs in steps: ``--rungs``, or the default ones."""
     # Other scripts build job specs with a Namespace of their own, which may have no rungs.
     given = getattr(args, "rungs", None)
-    return given if given is not None else [args.steps // 4, args.steps]
+    return given if given is not None else default_rungs(args)
 
 
 def rungs_tag(args: argparse.Namespace) -> str:
     """The job-name suffix of non-default rungs: ``-r50`` for 50,100 (the name of the first
     such run's jobs, 2026-11-27), else every rung (``-r50-100-200``)."""
-    if args.rungs is None or args.rungs == [args.steps // 4, args.steps]:
+    if args.rungs is None or args.rungs == default_rungs(args):
         return ""
     shown = args.rungs[:-1] if len(args.rungs) > 1 and args.rungs[-1] == 100 else args.rungs
     return "-r" + "-".join(str(rung) for rung in shown)
@@ -134,6 +139,7 @@ def tolerance(ratio: float) -> float:
 
 def job_spec(name: str, space: str, controller: dict[str, Any], latency: dict[str, Any],
              args: argparse.Namespace, finetune_seed: int | None = None) -> JobSpec:
+    estimate_rungs = rungs(args)
     return JobSpec.from_dict({
         "name": name,
         "model": "minilm-l6",
@@ -143,7 +149,7 @@ def job_spec(name: str, space: str, controller: dict[str, Any], latency: dict[st
         "space": space,
         "controller": controller,
         "objective": {"kind": "constrained"},
-        "estimate": {"steps": rungs(args)[-1], "rungs": rungs(args),
+        "estimate": {"steps": estimate_rungs[-1], "rungs": estimate_rungs,
                      "eval_samples": args.eval_samples, "finetune_seed": finetune_seed},
         "executor": {"kind": "local", "cpus_per_worker": args.threads},
     }, base_dir=REPO)

@@ -87,18 +87,16 @@ def main() -> dict[str, Any]:
     # Read after training: runs kept from the file include those another process (given the
     # rest of the list) wrote in the meantime.
     result = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    # Either mode keeps its own runs of architectures not given here.
+    earlier = (result.get("final_phase", {}) if args.final else result).get("runs", [])
+    runs = [run for run in earlier if run["architecture"] not in architectures] + new
     if args.final:
-        # Runs of architectures not given here are kept.
-        runs = [run for run in result.get("final_phase", {}).get("runs", [])
-                if run["architecture"] not in architectures] + new
         result["final_phase"] = {"runs": runs, "threads": args.threads, "estimate": estimate,
                                  "final_phase": dataclasses.asdict(FinalPhase()),
                                  "exported": {run["architecture"]: EXPORTED[run["architecture"]]
                                               for run in runs if run["architecture"] in EXPORTED}}
     else:
-        # Runs of architectures not given here are kept.
-        runs = [run for run in result.get("runs", []) if run["architecture"] not in architectures]
-        result.update({"runs": runs + new, "threads": args.threads, "estimate": estimate})
+        result.update({"runs": runs, "threads": args.threads, "estimate": estimate})
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     return result
 
