@@ -1,0 +1,162 @@
+"""The README's "Every run at a glance" table, regenerated from the end-to-end results files.
+
+Usage: ``.venv/bin/python benchmarks/runs_table.py [--json]``
+
+Each row's figures come from its ``benchmarks/results/end_to_end*.json``; only what a file does
+not record (its date, a short name for its CPU, what was new in it, and the margin of runs
+written before results recorded it) is kept here, in ``RUNS``, newest first. A results file
+missing from ``RUNS`` is an error, so a new run cannot be left out of the table silently.
+
+This prints markdown (or, with ``--json``, the same figures as JSON); it writes no results file
+of its own, since everything it shows is already in the files it reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+# The issue's accuracy targets, as end_to_end.py judges them: points below the teacher allowed.
+TOLERANCE = {0.5: 0.01, 0.3: 0.02}
+GAIN_TARGET = 0.01
+
+
+@dataclass(frozen=True)
+class RunLabel:
+    date: str
+    cpu: str
+    new: str
+    # Results written before they recorded the latency model's suggested margin.
+    margin: str | None = None
+
+
+RUNS: dict[str, RunLabel] = {
+    "end_to_end_intel_rung400.json": RunLabel(
+        "11-27", "Intel Xeon AMX 6/167/1",
+        "400-step estimate (`--rungs 400`); 0.5× seed 0 on the rung-50 host, 0.3× seed 2 not run"),
+    "end_to_end_intel_rung50.json": RunLabel(
+        "11-27", "Intel Xeon AMX 6/167/1", "as the floored run, ASHA rungs [50, 100] (η 2)"),
+    "end_to_end_intel_floor.json": RunLabel(
+        "11-27", "Intel Xeon AMX 6/167/1",
+        "guided start by importance, whole start ≥ 4 layers, 2,000-step exports"),
+    "end_to_end_zen4_importance.json": RunLabel(
+        "11-27", "Zen 4", "guided start by importance, guided members ≥ 4 layers"),
+    "end_to_end_zen3_guided.json": RunLabel("11-27", "Zen 3", "guided start (closest allocations)"),
+    "end_to_end_zen4_guided.json": RunLabel("11-27", "Zen 4", "guided start (closest allocations)"),
+    "end_to_end_intel_2000_steps.json": RunLabel("11-26", "Intel Xeon AMX 6/167/1", "2,000-step exports"),
+    "end_to_end_zen3_2000_steps.json": RunLabel(
+        "11-26", "Zen 3", "2,000-step exports, seeds 0–1, every fine-tune at seed 0"),
+    "end_to_end_zen4_here.json": RunLabel("11-26", "Zen 4", "profiled first (`--latency-model here`)"),
+    "end_to_end_zen4_fs_auto.json": RunLabel("11-26", "Zen 4", "another Zen 4's profile", "auto 4.9%"),
+    "end_to_end_intel_fs_auto.json": RunLabel("11-26", "Intel Xeon AMX 6/167/8", "one seed", "auto 7.2%"),
+    "end_to_end_intel_fs.json": RunLabel(
+        "11-26", "Intel Xeon AMX 6/167/8", "fine-tune seeds sampled with the controller's"),
+    "end_to_end_zen3.json": RunLabel("11-26", "Zen 3", "every fine-tune at seed 0"),
+    "end_to_end_zen3_e64.json": RunLabel("11-26", "Zen 3", "64 candidates, one seed"),
+    "end_to_end.json": RunLabel("11-26", "Zen 5", "every fine-tune at seed 0"),
+    "end_to_end_2000_steps.json": RunLabel("11-25", "Zen 5", "2,000-step exports, one seed"),
+}
+
+
+def points(value: float) -> str:
+    """A 0-1 difference in points with its sign (1 point = 0.01), as the README writes them."""
+    rounded = round(value * 100, 2)
+    if rounded == 0:
+        return "0.00"
+    return f"{rounded:+.2f}".replace("-", "−")
+
+
+def budget_cell(runs: list[dict[str, Any]], ratio: float) -> str:
+    at_budget = sorted((run for run in runs if run["budget_ratio"] == ratio), key=lambda run: run["seed"])
+    if not at_budget:
+        return "—"
+    figures = []
+    for run in at_budget:
+        figure = points(run["metric_minus_teacher"]).lstrip("+")
+        figures.append(figure if run["within_budget"] else f"{figure} (over)")
+    met = sum(run["within_budget"] and run["metric_minus_teacher"] >= -TOLERANCE[ratio] - 1e-9
+              for run in at_budget)
+    return f"{', '.join(figures)} ({met} of {len(at_budget)})"
+
+
+def gains_cell(runs: list[dict[str, Any]]) -> str:
+    groups = []
+    for ratio in (0.5, 0.3):
+        gains = [run["searched_minus_uniform"] for run in sorted(runs, key=lambda run: run["seed"])
+                 if run["budget_ratio"] == ratio and run["searched_minus_uniform"] is not None]
+        if gains:
+            groups.append(", ".join(points(gain) for gain in gains))
+    every = [run["searched_minus_uniform"] for run in runs if run["searched_minus_uniform"] is not None]
+    if not every:
+        return "—"
+    median = statistics.median(every)
+    shown = points(median)
+    if median >= GAIN_TARGET - 1e-9:
+        shown = f"**{shown}**"
+    return f"{shown} ({' / '.join(groups)})"
+
+
+def margin_cell(result: dict[str, Any], label: RunLabel) -> str:
+    if label.margin is not None:
+        return label.margin
+    margin = result.get("settings", {}).get("margin", 0.03)
+    if margin == "auto":
+        return f"auto {result['latency_model']['suggested_margin'] * 100:.1f}%"
+    return f"{margin:g}"
+
+
+def cpu_cell(result: dict[str, Any], label: RunLabel) -> str:
+    model = result.get("latency_model")
+    if isinstance(model, dict) and model.get("dense_ms"):
+        return f"{label.cpu} ({model['dense_ms']:.1f})"
+    return label.cpu
+
+
+def row(name: str, result: dict[str, Any], label: RunLabel) -> dict[str, str]:
+    runs = result["runs"]
+    fronts = [member for run in runs for member in run["front"]]
+    return {
+        "results file": f"`{name}`",
+        "date": label.date,
+        "CPU (dense ms)": cpu_cell(result, label),
+        "margin": margin_cell(result, label),
+        "what was new": label.new,
+        "0.5× vs teacher": budget_cell(runs, 0.5),
+        "0.3× vs teacher": budget_cell(runs, 0.3),
+        "front within budget": f"{sum(member['within_budget'] for member in fronts)} of {len(fronts)}",
+        "searched − uniform: median (0.5× / 0.3×)": gains_cell(runs),
+    }
+
+
+def table() -> list[dict[str, str]]:
+    files = {path.name for path in RESULTS.glob("end_to_end*.json")}
+    unlabelled = sorted(files - RUNS.keys())
+    if unlabelled:
+        raise SystemExit(f"runs_table: no RunLabel for {', '.join(unlabelled)} (add it to RUNS)")
+    return [row(name, json.loads((RESULTS / name).read_text()), label)
+            for name, label in RUNS.items() if name in files]
+
+
+def markdown(rows: list[dict[str, str]]) -> str:
+    header = list(rows[0])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(entry[column] for column in header) + " |" for entry in rows]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="the figures as JSON instead of markdown")
+    args = parser.parse_args()
+    rows = table()
+    sys.stdout.write((json.dumps(rows, indent=2, ensure_ascii=False) if args.json else markdown(rows)) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""benchmarks/runs_table.py: the README's table of end-to-end runs, checked against each file's own verdicts."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import sys
+from pathlib import Path
+from types import ModuleType
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def load_runs_table() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("runs_table", BENCHMARKS / "runs_table.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_results_file_has_a_row_in_the_readme() -> None:
+    runs_table = load_runs_table()
+    rows = runs_table.table()
+    files = sorted(path.name for path in (BENCHMARKS / "results").glob("end_to_end*.json"))
+    assert sorted(row["results file"].strip("`") for row in rows) == files
+    readme = (BENCHMARKS.parent / "README.md").read_text()
+    for line in runs_table.markdown(rows).splitlines()[2:]:
+        assert line in readme, f"README's run table is stale; regenerate it: {line[:80]}"
+
+
+def test_met_counts_and_median_agree_with_each_files_targets() -> None:
+    runs_table = load_runs_table()
+    for row in runs_table.table():
+        result = json.loads((BENCHMARKS / "results" / row["results file"].strip("`")).read_text())
+        targets = result["targets"]
+        for ratio, tolerance in runs_table.TOLERANCE.items():
+            verdict = targets.get(f"within_{tolerance * 100:g}_points_of_teacher_at_{ratio:g}")
+            cell = row[f"{ratio:g}× vs teacher"]
+            if verdict is None:
+                assert cell == "—"
+                continue
+            met, seeds = map(int, re.search(r"\((\d+) of (\d+)\)$", cell).groups())
+            assert (met == seeds) == verdict, (row["results file"], ratio, cell)
+        assert row["searched − uniform: median (0.5× / 0.3×)"].startswith("**") == \
+            targets["beats_uniform_by_1_point_median"]
+
+
+def test_points_are_signed_and_zero_is_unsigned() -> None:
+    runs_table = load_runs_table()
+    assert runs_table.points(0.0126) == "+1.26"
+    assert runs_table.points(-0.0057) == "−0.57"
+    assert runs_table.points(-0.00001) == "0.00"
