@@ -39,7 +39,7 @@ class RunLabel:
 RUNS: dict[str, RunLabel] = {
     "end_to_end_intel_rung400.json": RunLabel(
         "11-27", "Intel Xeon AMX 6/167/1",
-        "400-step estimate (`--rungs 400`); 0.5× seed 0 on the rung-50 host, 0.3× seed 2 not run"),
+        "400-step estimate (`--rungs 400`); 0.5× seed 0 on the rung-50 host"),
     "end_to_end_intel_rung50.json": RunLabel(
         "11-27", "Intel Xeon AMX 6/167/1", "as the floored run, ASHA rungs [50, 100] (η 2)"),
     "end_to_end_intel_floor.json": RunLabel(
