@@ -74,6 +74,8 @@ from pydantic import ValidationError
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from e2e_targets import meets_accuracy_target, meets_gain_target, tolerance
+
 from autoprune.export import export_trial
 from autoprune.front import best_feasible, front_rows, job_budget_ms
 from autoprune.latency.fingerprint import device_fingerprint, differences
@@ -96,8 +98,6 @@ DEFAULT_MARGIN: float | str = 0.03
 # What must match for --merge to put two sessions' runs in one result (a subset of the
 # fingerprint's compared keys, so fingerprint.differences compares exactly these).
 MERGE_DEVICE_KEYS = ("cpu_model", "cpu_id", "isa", "libraries")
-# The issue's accuracy targets: points below the teacher (0-1 scale) allowed at each budget.
-TOLERANCE = {0.5: 0.01, 0.3: 0.02}
 
 
 def margin_option(text: str) -> float | str:
@@ -131,10 +131,6 @@ def rungs_tag(args: argparse.Namespace) -> str:
         return ""
     shown = args.rungs[:-1] if len(args.rungs) > 1 and args.rungs[-1] == 100 else args.rungs
     return "-r" + "-".join(str(rung) for rung in shown)
-
-
-def tolerance(ratio: float) -> float:
-    return TOLERANCE.get(ratio, 0.01)
 
 
 def job_spec(name: str, space: str, controller: dict[str, Any], latency: dict[str, Any],
@@ -480,11 +476,11 @@ def main() -> None:
     by_ratio = {ratio: [r for r in runs if r["budget_ratio"] == ratio] for ratio in ratios}
     result["targets"] = {
         **{f"within_{tolerance(ratio) * 100:g}_points_of_teacher_at_{ratio:g}": all(
-            r["within_budget"] and r["metric_minus_teacher"] >= -tolerance(ratio) for r in rs)
+            meets_accuracy_target(r) for r in rs)
            if rs else None for ratio, rs in by_ratio.items()},
         "front_within_budget_share_min_0.95": (None if result["front_within_budget_share"] is None
                                                else result["front_within_budget_share"] >= 0.95),
-        "beats_uniform_by_1_point_median": bool(gains) and statistics.median(gains) >= 0.01,
+        "beats_uniform_by_1_point_median": bool(gains) and meets_gain_target(statistics.median(gains)),
     }
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(result, indent=2) + "\n")

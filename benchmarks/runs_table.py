@@ -21,10 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from e2e_targets import meets_accuracy_target, meets_gain_target
+
 RESULTS = Path(__file__).resolve().parent / "results"
-# The accuracy targets, as end_to_end.py judges them: points below the teacher allowed.
-TOLERANCE = {0.5: 0.01, 0.3: 0.02}
-GAIN_TARGET = 0.01
 
 
 @dataclass(frozen=True)
@@ -80,8 +79,7 @@ def budget_cell(runs: list[dict[str, Any]], ratio: float) -> str:
     for run in at_budget:
         figure = points(run["metric_minus_teacher"]).lstrip("+")
         figures.append(figure if run["within_budget"] else f"{figure} (over)")
-    met = sum(run["within_budget"] and run["metric_minus_teacher"] >= -TOLERANCE[ratio] - 1e-9
-              for run in at_budget)
+    met = sum(meets_accuracy_target(run) for run in at_budget)
     return f"{', '.join(figures)} ({met} of {len(at_budget)})"
 
 
@@ -97,7 +95,7 @@ def gains_cell(runs: list[dict[str, Any]]) -> str:
         return "—"
     median = statistics.median(every)
     shown = points(median)
-    if median >= GAIN_TARGET - 1e-9:
+    if meets_gain_target(median):
         shown = f"**{shown}**"
     return f"{shown} ({' / '.join(groups)})"
 
