@@ -101,6 +101,11 @@ class Format(str, Enum):
     json = "json"
 
 
+class VerifyFormat(str, Enum):
+    table = "table"
+    json = "json"
+
+
 class ExecutorKind(str, Enum):
     local = "local"
     ray = "ray"
@@ -402,6 +407,10 @@ def search(
         help="Then export the best feasible trial to DIR (replacing an earlier export).")] = None,
     export_steps: Annotated[int | None, typer.Option(
         "--export-steps", min=1, metavar="S", help="Fine-tune the exported model to S steps.")] = None,
+    verify_top: Annotated[int, typer.Option(
+        "--verify", min=0, metavar="K",
+        help="Before --export, measure the K best candidates here (`autoprune verify`) and "
+             "export the best that fits (0: the best by prediction).")] = 0,
     max_drift: MaxDriftOption = DEFAULT_DRIFT_GUARD.max_drift,
     drift_attempts: DriftAttemptsOption = DEFAULT_DRIFT_GUARD.attempts,
 ) -> None:
@@ -426,6 +435,8 @@ def search(
     err.print(escape(f"job {job_id} {run.state}" + (f": {run.reason}" if run.reason else "")))
     _print_front(store, job_id, top=12)
     if export_dir is not None and run.state == "completed":
+        if verify_top:
+            _verify(store, job_id, verify_top, guard, VerifyFormat.table)
         number = _trial_number(store, job_id, "best")
         err.print(escape(f"exporting trial {number} to {export_dir}"))
         _export(store, job_id, number, export_dir, steps=export_steps, force=True,
@@ -585,6 +596,57 @@ def _plot_front(report: Any, path: Path) -> None:
     plot_front(report.rows, report.budget_ms, report.metric_name, path, title=title,
                latency_label=report.latency_label)
     err.print(escape(f"plot written to {path}"))
+
+
+@app.command()
+def verify(
+    job: JobArgument,
+    top: Annotated[int, typer.Option(
+        "--top", metavar="K", help="How many of the best candidates within the budget to measure.")] = 5,
+    margin: Annotated[float, typer.Option(
+        "--margin", metavar="F",
+        help="Fit only under the budget less this fraction: room for the measurement's noise.")] = 0.0,
+    format: Annotated[VerifyFormat, typer.Option("--format", help="Output format.")] = VerifyFormat.table,
+    max_drift: MaxDriftOption = DEFAULT_DRIFT_GUARD.max_drift,
+    drift_attempts: DriftAttemptsOption = DEFAULT_DRIFT_GUARD.attempts,
+    db: DbOption = None,
+) -> None:
+    """Measure a job's best candidates on this machine; the best that fits is the one to export.
+
+    Each figure is stored on its trial as the re-measured latency, so `pareto` shows it and
+    `export --trial best` picks the best candidate that measured within the budget."""
+    guard = DriftGuard(max_drift=max_drift, attempts=drift_attempts)  # bad values fail first
+    _verify(_store(db), job, top, guard, format, margin)
+
+
+def _verify(store: Any, job: int, top: int, guard: DriftGuard, format: VerifyFormat,
+            margin: float = 0.0) -> None:
+    from contextlib import nullcontext
+
+    from autoprune.latency import NullProgress, RichProgress
+    from autoprune.verify import report_json
+    from autoprune.verify import verify as verify_job
+
+    # Bars only above a table: JSON on stdout stays machine-readable.
+    bars = RichProgress(transient=True) if format is VerifyFormat.table else nullcontext(NullProgress())
+    with bars as bar:
+        report = verify_job(store, job, top, margin=margin, drift_guard=guard, progress=bar)
+    if format is VerifyFormat.json:
+        typer.echo(report_json(report), nl=False)
+        return
+    budget = "" if report.budget_ms is None else f", budget {report.budget_ms:.2f} ms"
+    table = Table(title=escape(f"job {job}: {len(report.candidates)} candidates measured here{budget}"))
+    for column in ("trial", "metric", "pred ms", "meas ms", "x dense", "error", "fits", "architecture"):
+        table.add_column(column, justify="left" if column == "architecture" else "right")
+    for c in report.candidates:
+        table.add_row(str(c.trial), f"{c.metric:.4f}", f"{c.predicted_latency_ms:.2f}",
+                      f"{c.measured_latency_ms:.2f}", f"{c.ratio_to_dense:.3f}", f"{c.error:+.1%}",
+                      "" if c.within_budget is None else ("yes" if c.within_budget else "no"),
+                      escape(c.architecture))
+    out = _out()
+    out.print(table)
+    for line in report.summary_lines():
+        out.print(escape(line))
 
 
 @app.command()

@@ -59,6 +59,10 @@ class InfeasibleError(AutopruneError):
     """No candidate can meet the constraints (e.g. a latency budget below the smallest model)."""
 
 
+class VerifyError(UserInputError):
+    """A verification that cannot be run (no latency model, no candidate within the budget)."""
+
+
 class ExportError(UserInputError):
     """An export request that cannot be honoured (failed trial, non-empty directory)."""
 

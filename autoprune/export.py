@@ -48,7 +48,7 @@ import torch
 from torch import nn
 
 from autoprune import __version__
-from autoprune.drift import DEFAULT_DRIFT_GUARD, DriftGuard
+from autoprune.drift import DEFAULT_DRIFT_GUARD, DriftGuard, measure_steadily
 from autoprune.errors import AutopruneError, ExportError, LatencyModelError
 from autoprune.estimate.finetune import FinalPhase
 from autoprune.space import Architecture
@@ -480,41 +480,6 @@ def _latency_profile(spec: Any) -> tuple[int, float | None, bool]:
         except LatencyModelError:
             pass
     return int(spec.latency.threads or default_threads()), None, False
-
-
-def measure_steadily(measure_once: Callable[[], dict[str, LatencyFigure]], reference: str,
-                     profiled_dense_ms: float | None, guard: DriftGuard, *,
-                     sleep: Callable[[float], None] = time.sleep,
-                     on_wait: Callable[[int, float], None] | None = None,
-                     ) -> tuple[dict[str, LatencyFigure], list[float]]:
-    """Measure until ``reference`` (dense) runs within ``guard.max_drift`` of
-    ``profiled_dense_ms``, runs faster than that, or the attempts run out; the figures whose
-    dense came closest, and every attempt's drift (dense / profiled - 1). Without a profiled
-    figure: one measurement. ``on_wait(attempt, drift)`` is called before each wait.
-
-    A busy machine only runs slower, so waiting mends a slow measurement and not a fast one:
-    dense faster than its profile means the profile came from a slower machine (or a slow
-    period). On a Zen 4 that outran another Zen 4's profile, none of the 4 exports whose
-    first measurement was more than 10% fast came within 10% on a later attempt; each wait
-    cost a minute."""
-    if profiled_dense_ms is None:
-        return measure_once(), []
-    best: dict[str, LatencyFigure] | None = None
-    drifts: list[float] = []
-    for attempt in range(guard.attempts):
-        if attempt:
-            if on_wait is not None:
-                on_wait(attempt, drifts[-1])
-            sleep(guard.wait_s)
-        figures = measure_once()
-        drift = figures[reference].median_ms / profiled_dense_ms - 1
-        if best is None or abs(drift) < min(abs(d) for d in drifts):
-            best = figures
-        drifts.append(drift)
-        if drift <= guard.max_drift:  # within the guard, or fast: waiting will not mend it
-            break
-    assert best is not None
-    return best, [round(d, 4) for d in drifts]
 
 
 def _latency_inputs(spec: Any, vocab_size: int) -> dict[str, torch.Tensor]:

@@ -10,8 +10,10 @@ from typing import Any
 
 # Points below the teacher (0-1 scale: 1 point = 0.01) allowed at each budget ratio.
 TOLERANCE = {0.5: 0.01, 0.3: 0.02}
-# The searched model's median gain over the uniform baseline at matched latency.
+# The searched model's median gain over the uniform baseline at matched latency, "in the
+# median of 3 seeds": a median over fewer seeds judges nothing.
 GAIN_TARGET = 0.01
+GAIN_SEEDS = 3
 
 
 def tolerance(ratio: float) -> float:
@@ -23,5 +25,10 @@ def meets_accuracy_target(run: dict[str, Any]) -> bool:
     return bool(run["within_budget"]) and run["metric_minus_teacher"] >= -tolerance(run["budget_ratio"])
 
 
-def meets_gain_target(median_gain: float) -> bool:
-    return median_gain >= GAIN_TARGET
+def gain_seeds(runs: list[dict[str, Any]]) -> int:
+    """How many seeds the runs with a gain cover."""
+    return len({run["seed"] for run in runs if run.get("searched_minus_uniform") is not None})
+
+
+def meets_gain_target(median_gain: float, seeds: int) -> bool:
+    return seeds >= GAIN_SEEDS and median_gain >= GAIN_TARGET

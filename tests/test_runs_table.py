@@ -49,8 +49,9 @@ def test_met_counts_and_median_agree_with_each_files_targets() -> None:
                 continue
             met, seeds = map(int, re.search(r"\((\d+) of (\d+)\)$", cell).groups())
             assert (met == seeds) == verdict, (row["results file"], ratio, cell)
+        # None: the gains cover fewer than the 3 seeds the target's median is over
         assert row["searched − uniform: median (0.5× / 0.3×)"].startswith("**") == \
-            targets["beats_uniform_by_1_point_median"]
+            bool(targets["beats_uniform_by_1_point_median"])
 
 
 def test_points_are_signed_and_zero_is_unsigned() -> None:
