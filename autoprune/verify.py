@@ -172,7 +172,8 @@ def verify(store: Any, job_id: int, top: int = DEFAULT_TOP, *, margin: float = 0
     factory = factory or CompressFactory(spec.model)
     space = SearchSpace.load(spec.space, factory.shape)
     backend = make_backend(latency.backend, factory, latency.batch, latency.seq_len, latency.threads)
-    archs = {row.number: Architecture.from_json(_architecture_json(trials, row.number)) for row in rows}
+    by_number = {trial.number: trial for trial in trials}
+    archs = {row.number: Architecture.from_json(by_number[row.number].architecture_json) for row in rows}
     dense = space.dense()
     progress = progress or NullProgress()
     protocol = protocol or DEFAULT_PROTOCOL
@@ -191,16 +192,20 @@ def verify(store: Any, job_id: int, top: int = DEFAULT_TOP, *, margin: float = 0
             f"verify: dense {drift:+.0%} off its profile, waiting {drift_guard.wait_s:.0f} s "
             f"(attempt {attempt + 1} of {drift_guard.attempts})", 1))
     dense_now = figures[dense.hash].median_ms
+
+    def on_profile_scale(ms: float) -> float:  # the ratio to dense now, times profiled dense
+        return ms / dense_now * latency.dense_ms
+
     verified = []
     for row in rows:
         figure = figures[archs[row.number].hash]
-        ratio = figure.median_ms / dense_now
-        scaled = ratio * latency.dense_ms
+        scaled = on_profile_scale(figure.median_ms)
         verified.append(VerifiedCandidate(
             trial=row.number, architecture=row.architecture, metric=row.metric,
             predicted_latency_ms=float(row.latency_ms), measured_latency_ms=round(scaled, 4),
-            ratio_to_dense=round(ratio, 4), p10_ms=round(figure.p10_ms / dense_now * latency.dense_ms, 4),
-            p90_ms=round(figure.p90_ms / dense_now * latency.dense_ms, 4),
+            ratio_to_dense=round(figure.median_ms / dense_now, 4),
+            p10_ms=round(on_profile_scale(figure.p10_ms), 4),
+            p90_ms=round(on_profile_scale(figure.p90_ms), 4),
             within_budget=None if budget is None else scaled <= budget * (1 - margin)))
     report = VerifyReport(job=job_id, budget_ms=budget, margin=margin, profiled_dense_ms=float(latency.dense_ms),
                           measured_dense_ms=round(dense_now, 4), dense_drifts=drifts,
@@ -213,10 +218,6 @@ def verify(store: Any, job_id: int, top: int = DEFAULT_TOP, *, margin: float = 0
                                                    "dense_ms": report.measured_dense_ms,
                                                    "at": report.created_at}})
     return report
-
-
-def _architecture_json(trials: list[Any], number: int) -> str:
-    return next(t.architecture_json for t in trials if t.number == number)
 
 
 def report_json(report: VerifyReport) -> str:

@@ -78,7 +78,7 @@ from pydantic import ValidationError
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from e2e_targets import gain_seeds, meets_accuracy_target, meets_gain_target, tolerance
+from e2e_targets import GAIN_SEEDS, gain_seeds, meets_accuracy_target, meets_gain_target, tolerance
 
 from autoprune.export import export_trial
 from autoprune.front import best_feasible, front_rows, job_budget_ms
@@ -87,7 +87,7 @@ from autoprune.runner.prepare import autoprune_home
 from autoprune.runner.service import HEARTBEAT_TIMEOUT_S, run_job
 from autoprune.spec import EstimateSpec, JobSpec
 from autoprune.store import Store
-from autoprune.verify import VerifyReport, verify
+from autoprune.verify import VerifyReport, report_json, verify
 
 REPO = Path(__file__).resolve().parent.parent
 GLUE = Path(os.environ.get("AUTOPRUNE_SHARED", REPO.parent / "shared")) / "data" / "glue"
@@ -100,6 +100,9 @@ HERE_LATENCY_MODEL = autoprune_home() / "benchmarks" / "latency-model-here-torch
 DEFAULT_EXPORT_STEPS = 1000
 DEFAULT_EVALUATIONS = 16
 DEFAULT_MARGIN: float | str = 0.03
+# --verify-margin: the median difference of two measurement passes over the same models on an
+# Intel Xeon (1.9%), room for the export's own measurement noise.
+DEFAULT_VERIFY_MARGIN = 0.02
 # What must match for --merge to put two sessions' runs in one result (a subset of the
 # fingerprint's compared keys, so fingerprint.differences compares exactly these).
 MERGE_DEVICE_KEYS = ("cpu_model", "cpu_id", "isa", "libraries")
@@ -203,7 +206,7 @@ def verify_or_reuse(store: Store, job_id: int, top: int, margin: float, saved: P
     for line in report.summary_lines():
         print(f"verify job {job_id}: {line}", file=sys.stderr)
     saved.parent.mkdir(parents=True, exist_ok=True)
-    saved.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    saved.write_text(report_json(report))
     return report
 
 
@@ -435,7 +438,7 @@ def main() -> None:
                         help="measure the search's K best candidates within the budget here "
                              "(`autoprune verify`) and export the best that fits (0: the best "
                              "by prediction, unmeasured)")
-    parser.add_argument("--verify-margin", type=float, default=0.02, metavar="F",
+    parser.add_argument("--verify-margin", type=float, default=DEFAULT_VERIFY_MARGIN, metavar="F",
                         help="--verify: a candidate fits under the budget less F (default 0.02: "
                              "the median difference of two measurement passes over the same "
                              "models on an Intel Xeon, 1.9%%)")
@@ -497,7 +500,8 @@ def main() -> None:
         # picked the closest allocations with no floor).
         for key, default in (("margin", DEFAULT_MARGIN), ("latency_model", str(LATENCY_MODEL)),
                              ("guided_start", 0), ("guided_pick", "closest"),
-                             ("start_min_layers", 0), ("rungs", None), ("verify", 0), ("verify_margin", 0.02)):
+                             ("start_min_layers", 0), ("rungs", None), ("verify", 0),
+                             ("verify_margin", DEFAULT_VERIFY_MARGIN)):
             earlier_value = earlier.get("settings", {}).get(key, default)
             if earlier_value != settings[key]:
                 raise SystemExit(f"--merge: {args.results} was run with --{key.replace('_', '-')} "
@@ -535,7 +539,7 @@ def main() -> None:
                                                else result["front_within_budget_share"] >= 0.95),
         # None until the gains cover 3 seeds: "in the median of 3 seeds"
         "beats_uniform_by_1_point_median": (
-            meets_gain_target(statistics.median(gains), gain_seeds(runs)) if gain_seeds(runs) >= 3
+            meets_gain_target(statistics.median(gains), gain_seeds(runs)) if gain_seeds(runs) >= GAIN_SEEDS
             else None),
     }
     args.results.parent.mkdir(parents=True, exist_ok=True)
