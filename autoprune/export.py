@@ -12,7 +12,8 @@ saved in the :func:`autoprune.load` format with the tokenizer, loaded back, and 
 reported is measured on what was loaded:
 
 * latency with the job's protocol, at the job's batch and sequence length and thread count,
-  in interleaved rounds with the dense teacher as the reference model (the speedup); when
+  in interleaved rounds with the dense teacher as the reference model (the speedup), in a
+  fresh process that loads both from disk (:mod:`autoprune.fresh_process`); when
   the job's latency model was profiled on this machine and the dense model now runs far from
   its profiled figure, the machine is in a slow (or fast) period that the ratio to dense does
   not fully cancel, so the measurement waits and is repeated (see :class:`DriftGuard`);
@@ -51,6 +52,7 @@ from autoprune import __version__
 from autoprune.drift import DEFAULT_DRIFT_GUARD, DriftGuard, measure_steadily
 from autoprune.errors import AutopruneError, ExportError, LatencyModelError
 from autoprune.estimate.finetune import FinalPhase
+from autoprune.fresh_process import run_in_fresh_process
 from autoprune.space import Architecture
 
 REPORT_FILE = "report.json"
@@ -376,9 +378,18 @@ def _build(spec: Any, trial: Any, staging: Path, out: Path, schedule: list[int],
     reference = "dense_onnx" if backend == "onnxruntime" else "dense"
     # Only a profile of this machine says how fast dense should run here.
     drift_base = profiled_dense if profiled_here else None
+    # Timed in a new process each attempt, from the files just written (see fresh_process).
+    def measure_once() -> dict[str, LatencyFigure]:
+        stages.start("latency (in a fresh process)", 1)
+        figures = run_in_fresh_process(
+            measure_saved, str(staging), str(teacher.directory),
+            {name: str(path) for name, path in onnx_files.items()}, spec.latency, threads,
+            protocol)
+        stages.advance()
+        return figures
+
     figures, drifts = measure_steadily(
-        lambda: _measure(exported, teacher.model, onnx_files, spec, threads, protocol, stages),
-        reference, drift_base, drift_guard,
+        measure_once, reference, drift_base, drift_guard,
         on_wait=lambda attempt, drift: stages.start(
             f"latency: dense {drift:+.0%} off its profile, waiting {drift_guard.wait_s:.0f} s "
             f"(attempt {attempt + 1} of {drift_guard.attempts})", 1))
@@ -482,27 +493,33 @@ def _latency_profile(spec: Any) -> tuple[int, float | None, bool]:
     return int(spec.latency.threads or default_threads()), None, False
 
 
-def _latency_inputs(spec: Any, vocab_size: int) -> dict[str, torch.Tensor]:
+def _latency_inputs(latency: Any, vocab_size: int) -> dict[str, torch.Tensor]:
     # What the latency backends time: random ids, a full attention mask.
     generator = torch.Generator().manual_seed(0)
-    ids = torch.randint(1, vocab_size, (spec.latency.batch, spec.latency.seq_len),
-                        generator=generator)
+    ids = torch.randint(1, vocab_size, (latency.batch, latency.seq_len), generator=generator)
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
 
 
-def _measure(model: nn.Module, dense: nn.Module, onnx_files: Mapping[str, Path], spec: Any,
-             threads: int, protocol: Any, stages: _Stages) -> dict[str, LatencyFigure]:
+def measure_saved(model_dir: str, dense_dir: str, onnx_files: Mapping[str, str], latency: Any,
+                  threads: int, protocol: Any) -> dict[str, LatencyFigure]:
+    """Latency of the model saved in ``model_dir`` (the :func:`autoprune.load` format), of
+    the dense model saved in ``dense_dir`` (Hugging Face format: the teacher) as the
+    reference, and of each ONNX file, in interleaved rounds with the job's ``latency``
+    settings. Run by :func:`run_in_fresh_process`, so it loads everything from disk."""
+    from transformers import BertForSequenceClassification
+
+    from autoprune.compress import load
     from autoprune.latency import measure
 
-    inputs = _latency_inputs(spec, int(dense.config.vocab_size))
+    model = load(Path(model_dir)).eval()
+    dense = BertForSequenceClassification.from_pretrained(dense_dir).eval()
+    inputs = _latency_inputs(latency, int(dense.config.vocab_size))
     runners: dict[str, Any] = {"model": model, "dense": dense}
     feeds = {**inputs, "token_type_ids": torch.zeros_like(inputs["input_ids"])}
     for name, path in onnx_files.items():
-        runners[name] = _ort_runnable(_ort_session(path, threads), feeds)
-    reference = "dense_onnx" if spec.latency.backend == "onnxruntime" else "dense"
-    stages.start("latency", protocol.rounds)
-    figures = measure(runners, protocol, threads=threads, inputs=inputs, reference=reference,
-                      progress=lambda done, planned: stages.update(done, planned))
+        runners[name] = _ort_runnable(_ort_session(Path(path), threads), feeds)
+    reference = "dense_onnx" if latency.backend == "onnxruntime" else "dense"
+    figures = measure(runners, protocol, threads=threads, inputs=inputs, reference=reference)
     return {name: LatencyFigure(m.median_ms, m.p10_ms, m.p90_ms, m.rounds)
             for name, m in figures.items()}
 

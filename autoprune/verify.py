@@ -11,7 +11,8 @@ So before a fine-tune is spent on exporting one, the ``top`` best candidates tha
 saw within the budget (complete trials, best search metric first) are built (their structure
 and bit-widths; the weights do not change the latency, so no fine-tune is replayed) and timed
 here with the latency protocol, in interleaved rounds with the dense model as the reference,
-under the export's :class:`~autoprune.drift.DriftGuard`. Each figure is put on the latency
+in a fresh process (:mod:`autoprune.fresh_process`; ``search --verify`` runs in the process
+that searched), under the export's :class:`~autoprune.drift.DriftGuard`. Each figure is put on the latency
 model's scale (measured ratio to dense times the profiled dense latency), the scale of the
 budget and the predictions, and stored on its trial as the re-measured latency (``autoprune
 pareto`` shows it beside the prediction). :attr:`VerifyReport.best` is the candidate with
@@ -30,6 +31,7 @@ from typing import Any
 from autoprune.drift import DEFAULT_DRIFT_GUARD, DriftGuard, measure_steadily
 from autoprune.errors import LatencyModelError, VerifyError
 from autoprune.front import front_rows, job_budget_ms
+from autoprune.fresh_process import run_in_fresh_process
 
 DEFAULT_TOP = 5
 
@@ -141,7 +143,6 @@ def verify(store: Any, job_id: int, top: int = DEFAULT_TOP, *, margin: float = 0
     """
     from autoprune.latency import DEFAULT_PROTOCOL, LatencyModel, NullProgress
     from autoprune.latency.factory import CompressFactory
-    from autoprune.latency.profile import make_backend, measure_architectures
     from autoprune.space import Architecture, SearchSpace
     from autoprune.spec import JobSpec
 
@@ -169,9 +170,11 @@ def verify(store: Any, job_id: int, top: int = DEFAULT_TOP, *, margin: float = 0
         where = "within its budget" if budget is not None else "with a metric"
         raise VerifyError(f"job {job_id} has no complete trial {where}: nothing to verify")
 
+    # A factory handed in (tests' synthetic devices) lives in this process and is timed here;
+    # the default one is rebuilt in a fresh process for each measurement (see fresh_process).
+    fresh = factory is None
     factory = factory or CompressFactory(spec.model)
     space = SearchSpace.load(spec.space, factory.shape)
-    backend = make_backend(latency.backend, factory, latency.batch, latency.seq_len, latency.threads)
     by_number = {trial.number: trial for trial in trials}
     archs = {row.number: Architecture.from_json(by_number[row.number].architecture_json) for row in rows}
     dense = space.dense()
@@ -179,10 +182,17 @@ def verify(store: Any, job_id: int, top: int = DEFAULT_TOP, *, margin: float = 0
     protocol = protocol or DEFAULT_PROTOCOL
 
     def measure_once() -> dict[str, Any]:
+        if fresh:
+            progress.start("verify: candidates and dense, interleaved, in a fresh process", 1)
+            figures = run_in_fresh_process(measure_candidates, spec.model, latency.backend,
+                                           latency.batch, latency.seq_len, latency.threads,
+                                           list(archs.values()), dense, protocol)
+            progress.advance()
+            return figures
         progress.start("verify: candidates and dense, interleaved", len(archs))
-        return dict(measure_architectures(backend.model, list(archs.values()), protocol,
-                                          threads=backend.threads, group_size=len(archs),
-                                          reference=dense, progress=progress))
+        return measure_candidates_with(factory, latency.backend, latency.batch, latency.seq_len,
+                                       latency.threads, list(archs.values()), dense, protocol,
+                                       progress)
 
     # Only a profile of this machine says how fast dense should run here (as in export).
     here = not latency.device_differences()
@@ -218,6 +228,27 @@ def verify(store: Any, job_id: int, top: int = DEFAULT_TOP, *, margin: float = 0
                                                    "dense_ms": report.measured_dense_ms,
                                                    "at": report.created_at}})
     return report
+
+
+def measure_candidates(model: str, backend: str, batch: int, seq_len: int, threads: int,
+                       archs: list[Any], dense: Any, protocol: Any) -> dict[str, Any]:
+    """Figures by architecture hash of ``archs`` and ``dense``, built by the compression
+    engine from a random copy of ``model``: what :func:`run_in_fresh_process` runs."""
+    from autoprune.latency.factory import CompressFactory
+
+    return measure_candidates_with(CompressFactory(model), backend, batch, seq_len, threads,
+                                   archs, dense, protocol)
+
+
+def measure_candidates_with(factory: Any, backend: str, batch: int, seq_len: int, threads: int,
+                            archs: list[Any], dense: Any, protocol: Any,
+                            progress: Any = None) -> dict[str, Any]:
+    """Every architecture in one interleaved group with ``dense`` as the reference."""
+    from autoprune.latency.profile import make_backend, measure_architectures
+
+    runner = make_backend(backend, factory, batch, seq_len, threads)
+    return dict(measure_architectures(runner.model, archs, protocol, threads=runner.threads,
+                                      group_size=len(archs), reference=dense, progress=progress))
 
 
 def report_json(report: VerifyReport) -> str:

@@ -15,7 +15,8 @@ the default 2,000-step teacher of the estimation benchmark):
    rounds) and the best that measures within the budget is the one exported (a profile
    taken in a fast period had exported models 4-9% over their budgets);
 3. **export** its best feasible trial with a longer fine-tune (``--export-steps``), which
-   re-measures its latency (the latency protocol, interleaved with the dense model) and
+   re-measures its latency (the latency protocol, interleaved with the dense model, in a
+   fresh process since 2026-11-27: ``autoprune.fresh_process``) and
    re-evaluates accuracy on the whole dev set; the other feasible front members are exported at
    the fidelity they reached (all of them, or ``--front``) to check that they re-measure within
    the budget;

@@ -403,3 +403,25 @@ def test_export_warns_when_the_machine_is_off_its_profile(
     assert "export again when it is quiet" in warning
     on_disk = json.loads((out / "report.json").read_text())
     assert on_disk["dense_drifts"] == report.dense_drifts and on_disk["drift_exceeded"] is True
+
+
+def test_export_measures_its_latency_in_a_fresh_process(
+        searched: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from autoprune import export
+    from autoprune.fresh_process import run_in_fresh_process
+
+    calls: list[str] = []
+
+    def recording(function: Any, *args: Any) -> Any:
+        calls.append(function.__name__)
+        result = run_in_fresh_process(function, *args)
+        calls.append("returned")
+        return result
+
+    monkeypatch.setattr(export, "run_in_fresh_process", recording)
+    with _store(searched) as store:
+        report = export.export_trial(store, searched["job"], searched["trial"], tmp_path / "out",
+                                     progress=False, protocol=QUICK)
+    assert calls == ["measure_saved", "returned"]
+    assert report.measured_latency_ms > 0 and report.dense_latency_ms > 0
+    assert report.latency_rounds >= QUICK.rounds

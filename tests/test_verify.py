@@ -184,6 +184,9 @@ def test_cli_refuses_with_exit_2_and_one_line(job: dict[str, Any]) -> None:
 def test_cli_prints_the_table_and_the_pick_or_json(job: dict[str, Any],
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("autoprune.latency.factory.CompressFactory", lambda model: _NoFactory())
+    # The synthetic device lives in this process: measure here, not in a fresh one.
+    monkeypatch.setattr("autoprune.verify.run_in_fresh_process",
+                        lambda function, *args: function(*args))
     job["device"](slow_int8_truth)
     result = runner.invoke(app, ["verify", str(job["job"]), "--drift-attempts", "1", "--db", job["db"]])
     assert result.exit_code == 0, result.output
