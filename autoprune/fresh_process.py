@@ -5,9 +5,9 @@ Intel Xeon (AMX), an int8 export measured 0.313x of dense in the process that ha
 it and 0.280-0.294x in a fresh process minutes later, and both int8 exports of that
 end-to-end run read 8-18% above every later measurement of the same model: whatever
 training leaves behind (allocator state, thread pools, caches; not pinned down) slowed the
-small int8 models more than dense, so the ratio to dense did not cancel it. So :mod:`autoprune.export` and
-:mod:`autoprune.verify` time their models in a process of their own, started with ``spawn``
-(a fork would inherit the very state this avoids).
+small int8 models more than dense, so the ratio to dense did not cancel it. So
+:mod:`autoprune.export` and :mod:`autoprune.verify` time their models in a process of their
+own, started with ``spawn`` (a fork would inherit the very state this avoids).
 """
 
 from __future__ import annotations

@@ -11,12 +11,13 @@ So before a fine-tune is spent on exporting one, the ``top`` best candidates tha
 saw within the budget (complete trials, best search metric first) are built (their structure
 and bit-widths; the weights do not change the latency, so no fine-tune is replayed) and timed
 here with the latency protocol, in interleaved rounds with the dense model as the reference,
-in a fresh process (:mod:`autoprune.fresh_process`; ``search --verify`` runs in the process
-that searched), under the export's :class:`~autoprune.drift.DriftGuard`. Each figure is put on the latency
-model's scale (measured ratio to dense times the profiled dense latency), the scale of the
-budget and the predictions, and stored on its trial as the re-measured latency (``autoprune
-pareto`` shows it beside the prediction). :attr:`VerifyReport.best` is the candidate with
-the best search metric that measures within the budget: the one to export.
+in a fresh process (:mod:`autoprune.fresh_process`; also under ``search --verify``, whose
+own process has just searched), under the export's :class:`~autoprune.drift.DriftGuard`.
+Each figure is put on the latency model's scale (measured ratio to dense times the profiled
+dense latency), the scale of the budget and the predictions, and stored on its trial as the
+re-measured latency (``autoprune pareto`` shows it beside the prediction).
+:attr:`VerifyReport.best` is the candidate with the best search metric that measures within
+the budget: the one to export.
 """
 
 from __future__ import annotations

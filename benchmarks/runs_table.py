@@ -36,6 +36,9 @@ class RunLabel:
 
 
 RUNS: dict[str, RunLabel] = {
+    "end_to_end_zen3_verified.json": RunLabel(
+        "11-27", "Zen 3",
+        "as the verified Intel run, exports timed in a fresh process; 0.3× only, seeds 0–2"),
     "end_to_end_intel_verified.json": RunLabel(
         "11-27", "Intel Xeon AMX 6/167/1",
         "as the 400-step run, the 5 best candidates measured before export (`--verify 5`); seed 0 only"),
