@@ -29,7 +29,10 @@ def run_in_fresh_process(function: Callable[P, R], /, *args: P.args, **kwargs: P
 
     ``function`` must be importable (a module-level function) and its arguments and result
     picklable. The child starts from scratch: it imports what ``function`` needs (a few
-    seconds for torch and transformers) and exits when it returns.
+    seconds for torch and transformers) and exits when it returns. Like any ``spawn``ed
+    child, it imports the parent's main script first, so a script that calls this (through
+    ``autoprune.export`` or ``autoprune.verify``) needs an ``if __name__ == "__main__":``
+    guard, or the child runs the script again.
     """
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:

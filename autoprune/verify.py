@@ -143,7 +143,7 @@ def verify(store: Any, job_id: int, top: int = DEFAULT_TOP, *, margin: float = 0
     base model, as the profile measured them).
     """
     from autoprune.latency import DEFAULT_PROTOCOL, LatencyModel, NullProgress
-    from autoprune.latency.factory import CompressFactory
+    from autoprune.latency.factory import base_shape
     from autoprune.space import Architecture, SearchSpace
     from autoprune.spec import JobSpec
 
@@ -174,8 +174,7 @@ def verify(store: Any, job_id: int, top: int = DEFAULT_TOP, *, margin: float = 0
     # A factory handed in (tests' synthetic devices) lives in this process and is timed here;
     # the default one is rebuilt in a fresh process for each measurement (see fresh_process).
     fresh = factory is None
-    factory = factory or CompressFactory(spec.model)
-    space = SearchSpace.load(spec.space, factory.shape)
+    space = SearchSpace.load(spec.space, base_shape(spec.model) if fresh else factory.shape)
     by_number = {trial.number: trial for trial in trials}
     archs = {row.number: Architecture.from_json(by_number[row.number].architecture_json) for row in rows}
     dense = space.dense()

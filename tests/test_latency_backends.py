@@ -11,7 +11,7 @@ import torch
 from torch.nn.utils import parametrize
 
 from autoprune.compress.quantize import is_int8_linear
-from autoprune.errors import LatencyModelError
+from autoprune.errors import AutopruneError, LatencyModelError
 from autoprune.latency import QUICK, CompressFactory, LatencyModel, profile, validate
 from autoprune.latency import backends as onnx_backend
 from autoprune.latency.backends import OnnxRuntimeBackend, TorchBackend, get_backend
@@ -134,3 +134,15 @@ def test_minilm_profile_and_validate(minilm_dir: Path, tmp_path: Path) -> None:
     assert {o.bits for o in model.document.operators} == {32, 8, 4}
     record = validate(tmp_path / "minilm.json", n=5, protocol=QUICK)
     assert record.n_heldout == 5 and len(record.points) == 5
+
+
+def test_base_shape_reads_the_config_alone_and_names_a_bad_model(minilm_dir: Path, tmp_path: Path) -> None:
+    from autoprune.latency.factory import base_shape
+
+    assert base_shape(str(minilm_dir)) == CompressFactory(str(minilm_dir)).shape
+    assert base_shape(str(minilm_dir), num_labels=3).num_labels == 3
+    with pytest.raises(AutopruneError, match="no-model"):
+        base_shape(str(tmp_path / "no-model"))  # no such directory
+    (tmp_path / "empty-model").mkdir()
+    with pytest.raises(LatencyModelError, match="empty-model"):
+        base_shape(str(tmp_path / "empty-model"))  # a directory with no config

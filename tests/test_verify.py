@@ -183,6 +183,7 @@ def test_cli_refuses_with_exit_2_and_one_line(job: dict[str, Any]) -> None:
 
 def test_cli_prints_the_table_and_the_pick_or_json(job: dict[str, Any],
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("autoprune.latency.factory.base_shape", lambda model: SHAPE)
     monkeypatch.setattr("autoprune.latency.factory.CompressFactory", lambda model: _NoFactory())
     # The synthetic device lives in this process: measure here, not in a fresh one.
     monkeypatch.setattr("autoprune.verify.run_in_fresh_process",

@@ -19,6 +19,23 @@ from autoprune.space import Architecture, ModelShape
 Quantize = Literal["none", "real"]
 
 
+def read_config(model: str, num_labels: int = 2) -> Any:
+    """The Hugging Face config of ``model`` (a name or path, resolved by ``autoprune.models``)."""
+    from transformers import AutoConfig
+
+    from autoprune.models import resolve_model_path
+
+    try:
+        return AutoConfig.from_pretrained(resolve_model_path(model), num_labels=num_labels)
+    except (OSError, ValueError) as exc:
+        raise LatencyModelError(f"model {model!r}: cannot read its config ({exc})") from exc
+
+
+def base_shape(model: str, num_labels: int = 2) -> ModelShape:
+    """The shape of ``model`` from its config alone: no weights are built."""
+    return ModelShape.from_config(read_config(model, num_labels), num_labels=num_labels)
+
+
 class ModelFactory(ABC):
     """Turns an architecture into a runnable compressed model of one base model."""
 
@@ -38,16 +55,10 @@ class CompressFactory(ModelFactory):
     """
 
     def __init__(self, model: str | Any, num_labels: int = 2, seed: int = 0) -> None:
-        from transformers import AutoConfig, BertForSequenceClassification
-
-        from autoprune.models import resolve_model_path
+        from transformers import BertForSequenceClassification
 
         if isinstance(model, str):
-            self.name = model
-            try:
-                config = AutoConfig.from_pretrained(resolve_model_path(model), num_labels=num_labels)
-            except (OSError, ValueError) as exc:
-                raise LatencyModelError(f"model {model!r}: cannot read its config ({exc})") from exc
+            self.name, config = model, read_config(model, num_labels)
         else:
             self.name, config = getattr(model, "name_or_path", "") or "config", model
         torch.manual_seed(seed)
