@@ -25,7 +25,7 @@ from autoprune.controllers import TrialResult, get_controller
 from autoprune.controllers.guided import LayerScores
 from autoprune.errors import LatencyModelError
 from autoprune.objectives import Objective
-from autoprune.space import Architecture, ModelShape, SearchSpace
+from autoprune.space import Architecture, SearchSpace
 from autoprune.spec import JobSpec
 
 if TYPE_CHECKING:  # the estimators import torch; the runner's head process need not
@@ -44,16 +44,6 @@ def autoprune_home() -> Path:
     home = Path(os.environ.get("AUTOPRUNE_HOME", Path.home() / ".autoprune")).expanduser()
     home.mkdir(parents=True, exist_ok=True)
     return home
-
-
-def base_shape(model: str, num_labels: int) -> ModelShape:
-    """The base model's shape from its config alone (no weights loaded)."""
-    from transformers import AutoConfig
-
-    from autoprune.models import resolve_model_path
-
-    config = AutoConfig.from_pretrained(resolve_model_path(model))
-    return ModelShape.from_config(config, num_labels=num_labels)
 
 
 def _existing_latency_model(spec: JobSpec) -> tuple[Any, bool]:
@@ -239,6 +229,7 @@ def prepare(spec: JobSpec, *, store: Any = None, quiet: bool = False,
     ``resuming``: the job has trials already, so its latency model is not profiled again
     for speed alone (see :func:`load_or_profile_latency_model`)."""
     from autoprune.data import load_task
+    from autoprune.latency.factory import base_shape
 
     task = load_task(spec.task, seed=spec.estimate.seed)
     num_labels = len(task.task.labels) if task.task.labels else 1
