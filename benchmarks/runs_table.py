@@ -36,6 +36,9 @@ class RunLabel:
 
 
 RUNS: dict[str, RunLabel] = {
+    "end_to_end_zen4_verified.json": RunLabel(
+        "11-28", "Zen 4",
+        "as the verified Zen 3 run; 0.3× only, seeds 0–2"),
     "end_to_end_zen5_verified.json": RunLabel(
         "11-27", "Zen 5",
         "as the verified Zen 3 run; 0.5× only, seeds 0–2"),
