@@ -661,13 +661,28 @@ def export(
         help="Fine-tune further, to S steps in all (default: the steps the search ran).")] = None,
     force: Annotated[bool, typer.Option("--force",
                                         help="Replace a previous export in DIR.")] = False,
+    confirm: Annotated[int, typer.Option(
+        "--confirm", min=0, metavar="C",
+        help="With --trial best: export the C best candidates within the budget to "
+             "DIR/trial-N and keep the best export (DIR/best; DIR/confirm.json).")] = 0,
     max_drift: MaxDriftOption = DEFAULT_DRIFT_GUARD.max_drift,
     drift_attempts: DriftAttemptsOption = DEFAULT_DRIFT_GUARD.attempts,
     db: DbOption = None,
 ) -> None:
     """Write a trial's compressed model to a loadable directory, re-measured and re-scored."""
     guard = DriftGuard(max_drift=max_drift, attempts=drift_attempts)
+    if confirm and trial.strip().lower() != "best":
+        raise ExportError(f"--confirm {confirm}: chooses among the best candidates, so it "
+                          f"needs --trial best (got --trial {trial})")
     store = _store(db)
+    if confirm:
+        from autoprune.confirm import confirm as confirm_job
+
+        report = confirm_job(store, job, confirm, out_dir, steps=steps, force=force,
+                             onnx=onnx, drift_guard=guard)
+        for line in report.summary_lines():
+            _out().print(escape(line))
+        return
     _export(store, job, _trial_number(store, job, trial), out_dir, onnx=onnx, steps=steps,
             force=force, drift_guard=guard)
 

@@ -158,6 +158,9 @@ class EstimateSpec(_Frozen):
     refit_head: bool = False
     teacher_steps: PositiveInt | None = None
     teacher_lr: float = Field(default=1e-4, gt=0, le=1)
+    # Binary tasks: the fraction of train held out to choose the teacher's decision threshold
+    # (autoprune/estimate/calibrate.py); None: argmax, all of train.
+    teacher_calibrate: float | None = Field(default=None, gt=0, lt=0.5)
     seed: int = 0
     # The candidates' fine-tunes alone (batch order, dropout, dev subset); None: ``seed``,
     # which also seeds the teacher and the importance scores. Set apart, repeated estimates
@@ -223,6 +226,22 @@ class JobSpec(_Frozen):
         except SpaceError as exc:
             raise ValueError(str(exc).split(": ", 1)[-1] + f" ({value})") from exc
 
+    @model_validator(mode="after")
+    def _calibration_needs_two_classes(self) -> JobSpec:
+        # Refused here when the spec tells the label count (a GLUE name, or num_labels for
+        # user files); prepare_teacher checks every task again once its data is loaded.
+        if self.estimate.teacher_calibrate is None:
+            return self
+        from autoprune.data.tasks import glue_task
+
+        known = glue_task(self.task.name)
+        labels = self.task.num_labels or (known.num_labels if known is not None else None)
+        if labels is not None and labels != 2:
+            kind = "a regression" if labels == 1 else f"a {labels}-way"
+            raise ValueError(f"estimate.teacher_calibrate: task {self.task.name!r} is {kind} "
+                             "task; a decision threshold is calibrated only for two classes")
+        return self
+
     @field_validator("model", mode="after")
     @classmethod
     def _model(cls, value: str, info: ValidationInfo) -> str:
@@ -279,7 +298,7 @@ _MESSAGES = {
 
 def _first_error(exc: ValidationError) -> str:
     error = exc.errors(include_url=False)[0]
-    location = ".".join(str(part) for part in error["loc"]) or "spec"
+    location = ".".join(str(part) for part in error["loc"])
     template = _MESSAGES.get(error["type"])
     if template is not None:
         message = template.format(**(error.get("ctx") or {}))
@@ -290,4 +309,5 @@ def _first_error(exc: ValidationError) -> str:
         message = message[0].lower() + message[1:]
         if error["type"] not in ("value_error",) and "input" in error:
             message += f" (got {error['input']!r})"
-    return f"{location}: {message}"
+    # A check across sections (JobSpec's own validators) names its keys in the message.
+    return f"{location}: {message}" if location else message

@@ -20,6 +20,9 @@ the default 2,000-step teacher of the estimation benchmark):
    re-evaluates accuracy on the whole dev set; the other feasible front members are exported at
    the fidelity they reached (all of them, or ``--front``) to check that they re-measure within
    the budget;
+   With ``--confirm C`` the C best candidates (as verify left them) are each exported and
+   the best export that re-measures within the budget is kept (``autoprune export --confirm``):
+   a 400-step estimate ranks models that drop layers below what their exports score;
 4. **baseline**: a ``uniform`` job (the hand-crafted baseline: the same configuration in every
    layer, swept from the budget downwards) with ``--uniform-evaluations`` candidates, whose
    budget is the searched model's latency on the latency model's scale, predicted: the scale
@@ -27,7 +30,8 @@ the default 2,000-step teacher of the estimation benchmark):
    *re-measured* latency; the latency model over-predicts int8 and shallow models by 2-9%, so
    the baseline was held to a tighter budget than the model it was compared with and could
    not even choose that same model.) Its best trial is exported with the same
-   ``--export-steps`` and re-measured; both re-measured latencies are reported. The difference
+   ``--export-steps`` (with ``--confirm C``, its C best, the best export kept, as for the
+   search) and re-measured; both re-measured latencies are reported. The difference
    of the two dev metrics is the search's gain at matched latency.
 
 Jobs live in ``$AUTOPRUNE_HOME/benchmarks/end_to_end.db`` and exports under
@@ -81,6 +85,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from e2e_targets import GAIN_SEEDS, gain_seeds, meets_accuracy_target, meets_gain_target, tolerance
 
+from autoprune.confirm import REPORT_FILE as CONFIRM_REPORT
+from autoprune.confirm import ConfirmReport, confirm
 from autoprune.export import export_trial
 from autoprune.front import best_feasible, front_rows, job_budget_ms
 from autoprune.latency.fingerprint import device_fingerprint, differences
@@ -192,6 +198,40 @@ def export_or_reuse(store: Store, job_id: int, number: int, out: Path, steps: in
     return json.loads(report_file.read_text())
 
 
+def confirm_or_reuse(store: Store, job_id: int, count: int, out: Path, steps: int | None,
+                     report_only: bool = False) -> ConfirmReport:
+    """``autoprune export --trial best --confirm count`` into ``out``, or its earlier report."""
+    saved = out / CONFIRM_REPORT
+    if saved.is_file():
+        return ConfirmReport.from_dict(json.loads(saved.read_text()))
+    if report_only:
+        raise NotRunYet(str(out))
+    report = confirm(store, job_id, count, out, steps=steps, force=True, progress=True)
+    for line in report.summary_lines():
+        print(f"confirm job {job_id}: {line}", file=sys.stderr)
+    return report
+
+
+def confirmed_report(confirmed: ConfirmReport, budgeted: bool = True) -> dict[str, Any]:
+    """The kept export's ``report.json``: the best within the budget (``budgeted``; when none
+    fits, the best export, which the run then reports over its budget), else the best export.
+    The uniform baseline is not budgeted: without --confirm its export is kept whatever it
+    re-measures, and its budget is the searched model's own predicted latency."""
+    kept = confirmed.best if budgeted else None
+    if kept is None:
+        kept = max(confirmed.candidates, key=lambda c: (c.metric, -c.measured_latency_ms))
+    return json.loads((Path(kept.directory) / "report.json").read_text())
+
+
+def confirmed_summary(confirmed: ConfirmReport | None) -> dict[str, Any] | None:
+    return None if confirmed is None else {
+        "best_within_budget": None if confirmed.best is None else confirmed.best.trial,
+        "candidates": [{"trial": c.trial, "architecture": c.architecture,
+                        "search_metric": c.search_metric, "metric": c.metric,
+                        "measured_latency_ms": c.measured_latency_ms,
+                        "within_budget": c.within_budget} for c in confirmed.candidates]}
+
+
 def verify_or_reuse(store: Store, job_id: int, top: int, margin: float, saved: Path,
                     report_only: bool = False) -> VerifyReport:
     """``autoprune verify`` of the search's ``top`` best candidates, kept in ``saved`` so that
@@ -260,6 +300,8 @@ def one_run(store: Store, ratio: float, space: str, seed: int, args: argparse.Na
     # exports and jobs, beside those of the same search without it.
     if args.verify:
         tag += f"-v{args.verify}-{args.verify_margin:g}"
+    if args.confirm:  # another pick, so another uniform baseline: their own jobs and exports
+        tag += f"-c{args.confirm}"
     # Exports with another number of steps live beside the default ones (the jobs are shared).
     exports = EXPORTS / tag / ("" if args.export_steps == DEFAULT_EXPORT_STEPS
                                else f"steps-{args.export_steps}")
@@ -269,8 +311,18 @@ def one_run(store: Store, ratio: float, space: str, seed: int, args: argparse.Na
                                    exports / "verify.json", report_only)
         if verified.best is not None:  # else: none fits here; export the predicted best anyway
             best = next(row for row in rows if row.number == verified.best.trial)
-    report = export_or_reuse(store, job_id, best.number, exports / f"best-{best.number}",
-                             args.export_steps, report_only)
+    confirmed = uniform_confirmed = None
+    if args.confirm:
+        # The candidates are the search's best within the budget as verify left them (its
+        # measurements are on the trials): the same ones, whose exports decide.
+        confirmed = confirm_or_reuse(store, job_id, args.confirm,
+                                     exports / f"confirm-{args.confirm}", args.export_steps,
+                                     report_only)
+        report = confirmed_report(confirmed)
+        best = next(row for row in rows if row.number == report["trial"])
+    else:
+        report = export_or_reuse(store, job_id, best.number, exports / f"best-{best.number}",
+                                 args.export_steps, report_only)
     front = [row for row in rows if row.on_front and row.feasible and row.state == "complete"]
     others = [row for row in sorted(front, key=lambda r: -r.metric) if row.number != best.number]
     if args.front is not None:
@@ -288,7 +340,13 @@ def one_run(store: Store, ratio: float, space: str, seed: int, args: argparse.Na
     uniform_rows = front_rows(store.trials(uniform_id), matched_ms, measured=False)
     uniform_best = best_feasible(uniform_rows)
     uniform_report = None
-    if uniform_best is not None:
+    if uniform_best is not None and args.confirm:
+        # Chosen the same way as the searched model, or the comparison would favour it.
+        uniform_confirmed = confirm_or_reuse(
+            store, uniform_id, args.confirm, exports / f"uniform-at-predicted-confirm-{args.confirm}",
+            args.export_steps, report_only)
+        uniform_report = confirmed_report(uniform_confirmed, budgeted=False)
+    elif uniform_best is not None:
         uniform_report = export_or_reuse(store, uniform_id, uniform_best.number,
                                          exports / f"uniform-at-predicted-{uniform_best.number}", args.export_steps,
                                          report_only)
@@ -325,6 +383,9 @@ def one_run(store: Store, ratio: float, space: str, seed: int, args: argparse.Na
         # --verify: the candidates measured here before the export, and the trial the
         # predictions alone would have exported
         "predicted_best_trial": predicted_best.number,
+        # --confirm: each side's C best candidates exported, the best export kept
+        "confirmed": confirmed_summary(confirmed),
+        "uniform_confirmed": confirmed_summary(uniform_confirmed),
         "verified": None if verified is None else {
             "margin": verified.margin, "dense_drifts": verified.dense_drifts, "best_trial": None if verified.best is None
             else verified.best.trial,
@@ -373,7 +434,7 @@ def plot_runs(runs: list[dict[str, Any]], path: Path) -> None:
         # Below the axes: inside, it hid points wherever they fell.
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")  # the legend sits below the axes
     plt.close(fig)
 
 
@@ -447,6 +508,10 @@ def main() -> None:
                         help="each run's seed also seeds its fine-tunes (estimate.finetune_seed), "
                              "for the search and its uniform baseline alike; default: the "
                              "controller's seed only, every fine-tune at seed 0")
+    parser.add_argument("--confirm", type=int, default=0, metavar="C",
+                        help="export the C best candidates of the search and of the uniform "
+                             "baseline with --export-steps and keep each side's best export "
+                             "(autoprune export --confirm; default 0: the best by the search)")
     parser.add_argument("--front", type=int, default=None,
                         help="at most this many feasible front members exported per run (default: all)")
     parser.add_argument("--results", type=Path, default=RESULTS, help="where the JSON goes")
@@ -457,6 +522,8 @@ def main() -> None:
     parser.add_argument("--phase", choices=["search", "export", "all", "report"], default="all",
                         help="report: write the results of the runs done so far, run nothing")
     args = parser.parse_args()
+    if args.confirm < 0:
+        parser.error(f"--confirm {args.confirm}: must be >= 0")
     if args.rungs is not None:
         try:
             EstimateSpec(steps=args.rungs[-1], rungs=tuple(args.rungs))

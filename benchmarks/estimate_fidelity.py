@@ -16,6 +16,8 @@ Writes ``benchmarks/results/estimate_fidelity.json``. Per-candidate results are 
 
     python benchmarks/estimate_fidelity.py                       # everything (about 1.5 h)
     python benchmarks/estimate_fidelity.py --tasks sst2 --n-arch 12 --steps 100
+    python benchmarks/estimate_fidelity.py --tasks cola --calibrate cola --skip-fidelity \
+        --merge --out benchmarks/results/cola_calibrated.json       # a calibrated teacher
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ from autoprune.spec import TaskSpec
 REPO = Path(__file__).resolve().parent.parent
 GLUE = Path(os.environ.get("AUTOPRUNE_SHARED", REPO.parent / "shared")) / "data" / "glue"
 TASK_DIRS = {"sst2": "SST-2", "mrpc": "MRPC", "cola": "CoLA"}
+# --calibrate: the share of train a teacher holds out to choose its decision threshold.
+CALIBRATE_FRACTION = 0.1
 MODEL = "minilm-l6"
 
 
@@ -87,16 +91,24 @@ def kendall(a: list[float], b: list[float]) -> float:
 
 
 def run_teachers(tasks: list[str], cache: DiskCache, threads: int, progress: bool,
-                 steps: int | None = None) -> dict[str, Any]:
+                 steps: int | None = None, calibrate: frozenset[str] = frozenset(),
+                 seed: int = 0) -> dict[str, Any]:
+    """The teacher of each task (``calibrate``: the tasks whose teacher holds out
+    :data:`CALIBRATE_FRACTION` of train to choose its decision threshold)."""
     out = {}
     for name in tasks:
         data = load_task(TaskSpec(name=name, data_dir=GLUE / TASK_DIRS[name]))
-        teacher = prepare_teacher(MODEL, data, TeacherRecipe(steps=steps), cache=cache,
+        recipe = TeacherRecipe(steps=steps,
+                               calibrate=CALIBRATE_FRACTION if name in calibrate else None)
+        teacher = prepare_teacher(MODEL, data, recipe, seed=seed, cache=cache,
                                   threads=threads, progress=progress)
         out[name] = {"metric": data.task.main_metric, "value": round(teacher.metric, 4),
                      "seconds": round(teacher.seconds, 1), "steps": teacher.steps,
                      "all_metrics": {k: round(v, 4) for k, v in teacher.metrics.items()},
-                     "cached": teacher.cached}
+                     "cached": teacher.cached, "threads": threads, "seed": seed}
+        if teacher.calibration is not None:
+            out[name].update(recipe=f"default TeacherRecipe, calibrate {CALIBRATE_FRACTION}",
+                             calibration=teacher.calibration)
         print(f"teacher {name}: {out[name]}", file=sys.stderr)
     return out
 
@@ -178,6 +190,11 @@ def main() -> None:
     parser.add_argument("--teacher-steps", type=int, default=None,
                         help="override the teacher recipe's steps (smoke runs)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--teacher-seed", type=int, default=0,
+                        help="the seed of the teachers of --tasks (the fidelity runs use seed 0's)")
+    parser.add_argument("--calibrate", default="", metavar="TASKS",
+                        help="tasks whose teacher calibrates its decision threshold on "
+                             f"{CALIBRATE_FRACTION:.0%}% of train held out (e.g. cola)")
     parser.add_argument("--skip-fidelity", action="store_true")
     parser.add_argument("--cache", type=Path, default=None)
     parser.add_argument("--quiet", action="store_true")
@@ -192,8 +209,10 @@ def main() -> None:
     start = time.perf_counter()
     tasks = [t for t in args.tasks.split(",") if t]
     result: dict[str, Any] = {"model": MODEL, "threads": args.threads,
-                              "teacher": run_teachers(tasks, cache, args.threads, not args.quiet,
-                                                      args.teacher_steps)}
+                              "teacher": run_teachers(
+                                  tasks, cache, args.threads, not args.quiet, args.teacher_steps,
+                                  frozenset(t for t in args.calibrate.split(",") if t),
+                                  args.teacher_seed)}
     if not args.skip_fidelity:
         result.update(run_fidelity(args, cache))
     result["total_seconds"] = round(time.perf_counter() - start, 1)

@@ -110,22 +110,95 @@ def test_weight_averaging_keeps_the_mean_of_the_late_weights(tiny: dict) -> None
     assert not model.training
 
 
-def test_average_from_enters_the_teacher_key_only_when_set(tiny: dict) -> None:
+def test_later_recipe_fields_enter_the_teacher_key_only_when_set(tiny: dict) -> None:
     from dataclasses import asdict, replace
 
     from autoprune.estimate.cache import content_key
     from autoprune.estimate.teacher import teacher_key
 
     recipe, data = tiny["recipe"], tiny["data"]
-    v1_fields = {k: v for k, v in asdict(recipe).items() if k != "average_from"}
+    v1_fields = {k: v for k, v in asdict(recipe).items() if k not in ("average_from", "calibrate")}
     # Teachers cached before the field existed keep their keys.
     assert teacher_key("m", data, recipe, 0) == content_key(
         {"kind": "teacher", "model": "m", "data": data.fingerprint(), "recipe": v1_fields,
          "seed": 0, "version": 1})
     assert teacher_key("m", data, replace(recipe, average_from=0.5), 0) != teacher_key(
         "m", data, recipe, 0)
+    assert teacher_key("m", data, replace(recipe, calibrate=0.1), 0) != teacher_key(
+        "m", data, recipe, 0)
     with pytest.raises(ValueError, match="average_from"):
         TeacherRecipe(average_from=1.0)
+    with pytest.raises(ValueError, match="calibrate"):
+        TeacherRecipe(calibrate=0.5)
+
+
+def test_best_offset_moves_the_threshold_only_when_the_metric_gains() -> None:
+    from autoprune.estimate.calibrate import best_offset, calibrate
+
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    # Two negatives score between 0 and 1, every positive above 1: only a threshold in
+    # (0.8, 1.2) separates the classes.
+    margins = np.array([-2.0, -1.0, 0.5, 0.8, 1.2, 1.5, 2.0, 3.0])
+    offset, value = best_offset(margins, labels, "matthews")
+    assert 0.8 < offset < 1.2 and value == pytest.approx(1.0)
+    calibration = calibrate(np.stack([np.zeros(8), margins], axis=1), labels, "matthews")
+    assert calibration.holdout_argmax == pytest.approx(0.5773503, abs=1e-6)  # 2 false positives
+    assert calibration.holdout_calibrated == pytest.approx(1.0)
+    assert calibration.holdout_size == 8
+    # Argmax already separates them: the threshold stays at 0 rather than any other midpoint.
+    assert best_offset(margins - 1.0, labels, "f1") == (0.0, 1.0)
+
+
+def test_holdout_split_is_seeded_and_disjoint(tiny: dict) -> None:
+    from autoprune.errors import SpecError
+    from autoprune.estimate.calibrate import split_holdout
+
+    train = tiny["data"].train
+    kept, held = split_holdout(train, 0.1, seed=3)
+    assert (len(kept), len(held)) == (360, 40)
+    assert sorted(kept.texts + held.texts) == sorted(train.texts)
+    again_kept, again_held = split_holdout(train, 0.1, seed=3)
+    assert again_held.texts == held.texts and split_holdout(train, 0.1, 4)[1].texts != held.texts
+    with pytest.raises(SpecError, match="leaves none to train on"):
+        split_holdout(train.subset([0]), 0.4, seed=0)
+
+
+def test_calibrated_teacher_predicts_with_its_held_out_threshold(tiny: dict) -> None:
+    from dataclasses import replace
+
+    from autoprune.data import encode
+    from autoprune.estimate.calibrate import split_holdout
+    from autoprune.estimate.training import evaluate
+
+    recipe = replace(tiny["recipe"], calibrate=0.1)
+    teacher = prepare_teacher(str(tiny["model"]), tiny["data"], recipe, seed=0,
+                              cache=tiny["cache"], threads=1, progress=False)
+    calibration = teacher.calibration
+    assert calibration is not None and calibration["holdout_size"] == 40
+    assert calibration["metric"] == "accuracy"
+    assert calibration["holdout_calibrated"] >= calibration["holdout_argmax"]
+    assert 0.0 <= calibration["dev_argmax"] <= 1.0
+    assert teacher.key != tiny["teacher"].key
+    # The threshold is in the saved weights: the loaded teacher's plain argmax on the
+    # held-out part scores what the calibration chose.
+    _, held = split_holdout(tiny["data"].train, 0.1, seed=0)
+    scored = evaluate(teacher.model, tiny["data"].task, encode(held, teacher.tokenizer, 128))
+    assert scored["accuracy"] == pytest.approx(calibration["holdout_calibrated"], abs=1e-6)
+    assert prepare_teacher(str(tiny["model"]), tiny["data"], recipe, seed=0,
+                           cache=tiny["cache"], progress=False).calibration == calibration
+
+
+@pytest.mark.parametrize("task", ["stsb", "mnli"])
+def test_calibration_needs_two_classes(tiny: dict, task: str) -> None:
+    from autoprune.errors import SpecError
+    from autoprune.estimate.calibrate import check_calibratable
+
+    with pytest.raises(SpecError, match=rf"teacher_calibrate: task '{task}' is .* task") as info:
+        check_calibratable(GLUE_TASKS[task], 0.1)
+    assert "\n" not in str(info.value)
+    check_calibratable(GLUE_TASKS[task], None)
+    with pytest.raises(ValueError, match="teacher_calibrate"):
+        EstimateSpec(teacher_calibrate=0.5)
 
 
 def test_cheap_finetune_end_to_end(tiny: dict) -> None:

@@ -285,16 +285,21 @@ def test_trial_best_exports_the_best_feasible_trial(searched: dict[str, Any], tm
     ("unknown-job", "no job 999"),
     ("fewer-steps", "already trained for 12 steps"),
     ("bad-trial", "expected a trial number or `best`"),
+    ("confirm-not-best", "needs --trial best"),
+    ("confirm-non-empty", "exists and is not empty"),
 ])
 def test_refusals_exit_2_with_one_line_and_leave_dir_untouched(
         searched: dict[str, Any], tmp_path: Path, case: str, expected: str) -> None:
     out = tmp_path / "out"
     job, trial = str(searched["job"]), str(searched["trial"])
     extra: list[str] = []
-    if case in ("non-empty", "not-an-export"):
+    if case in ("non-empty", "not-an-export", "confirm-non-empty"):
         out.mkdir()
         (out / "keep.txt").write_text("mine\n")
-        extra = ["--force"] if case == "not-an-export" else []
+        extra = ["--force"] if case in ("not-an-export", "confirm-non-empty") else []
+    if case.startswith("confirm"):
+        extra += ["--confirm", "2"]
+        trial = "best" if case == "confirm-non-empty" else trial
     trial = {"failed": str(searched["failed"]), "running": str(searched["running"]),
              "infeasible": str(searched["pruned"]), "unknown-trial": "999",
              "bad-trial": "first"}.get(case, trial)
@@ -310,6 +315,56 @@ def test_refusals_exit_2_with_one_line_and_leave_dir_untouched(
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0]
     assert sorted((p.name, p.read_text()) for p in tmp_path.rglob("*") if p.is_file()) == before
     assert [p.name for p in tmp_path.iterdir()] == (["out"] if out.exists() else [])
+
+
+def test_confirm_exports_the_best_candidates_and_keeps_the_best_export(
+        searched: dict[str, Any], tmp_path: Path) -> None:
+    from autoprune.confirm import ConfirmReport, candidates_to_confirm, confirm
+    from autoprune.front import job_budget_ms
+
+    out = tmp_path / "confirmed"
+    with _store(searched) as store:
+        job, trials = store.get_job(searched["job"]), store.trials(searched["job"])
+        expected = candidates_to_confirm(trials, job_budget_ms(job, trials), 2)
+        report = confirm(store, searched["job"], 2, out, progress=False, protocol=QUICK)
+        recorded = {n: store.get_trial(searched["job"], n).measured_latency_ms
+                    for n in (row.number for row in expected)}
+        with pytest.raises(ExportError, match="exists and is not empty .--force replaces"):
+            confirm(store, searched["job"], 1, out, progress=False, protocol=QUICK)
+        with pytest.raises(ExportError, match="--confirm 0: must be >= 1"):
+            confirm(store, searched["job"], 0, tmp_path / "none", progress=False)
+
+    assert len(expected) == 2 and expected[0].metric >= expected[1].metric
+    assert [c.trial for c in report.candidates] == [row.number for row in expected]
+    assert [c.search_metric for c in report.candidates] == [row.metric for row in expected]
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["best", "confirm.json", *(f"trial-{row.number}" for row in expected)])
+    for candidate in report.candidates:  # each a full export, re-measured on its trial
+        exported = json.loads((Path(candidate.directory) / "report.json").read_text())
+        assert exported["trial"] == candidate.trial and exported["metric"] == candidate.metric
+        assert recorded[candidate.trial] == candidate.measured_latency_ms
+    best = report.best
+    assert best is not None
+    assert best.metric == max(c.metric for c in report.candidates if c.within_budget is not False)
+    assert (out / "best").resolve() == Path(best.directory)
+    assert autoprune.load(out / "best") is not None
+    on_disk = json.loads((out / "confirm.json").read_text())
+    assert on_disk["best_trial"] == best.trial and ConfirmReport.from_dict(on_disk) == report
+    assert [p.name for p in tmp_path.iterdir()] == ["confirmed"]
+
+
+def test_confirm_keeps_the_best_export_within_the_budget() -> None:
+    from autoprune.confirm import ConfirmedCandidate, ConfirmReport
+
+    def candidate(trial: int, metric: float, within: bool | None) -> ConfirmedCandidate:
+        return ConfirmedCandidate(trial, "h2/f1", 0.8, metric, 1.0, within, f"/x/trial-{trial}")
+
+    over = ConfirmReport(1, 100, 2.0, [candidate(0, 0.9, False), candidate(1, 0.8, True)])
+    assert over.best is not None and over.best.trial == 1
+    assert "over budget" in over.summary_lines()[0] and "kept trial 1" in over.summary_lines()[-1]
+    assert ConfirmReport(1, None, 2.0, [candidate(0, 0.9, False)]).best is None
+    unbudgeted = ConfirmReport(1, None, None, [candidate(0, 0.7, None), candidate(1, 0.75, None)])
+    assert unbudgeted.best is not None and unbudgeted.best.trial == 1
 
 
 def test_unknown_job_and_trial_are_not_found_errors(searched: dict[str, Any],

@@ -76,6 +76,7 @@ _DELETE = object()
         ("objective.w", 0.5, "objective.w: must be <= 0"),
         ("estimate.rungs", [10, 5], "estimate: rungs: must be strictly increasing"),
         ("estimate.lr", -1, "estimate.lr: must be > 0"),
+        ("estimate.teacher_calibrate", 0.5, "estimate.teacher_calibrate: must be < 0.5"),
         ("executor.kind", "slurm", "executor.kind"),
         ("executor.workers", 0, "executor.workers: must be >= 1"),
         ("space", "no-such-space", "space: no such file or built-in space"),
@@ -87,6 +88,17 @@ def test_bad_values_name_the_key(example: dict, base_dir: Path, path, value, mes
     text = str(info.value)
     assert text.startswith("job.yaml: ") and message in text, text
     assert "\n" not in text
+
+
+@pytest.mark.parametrize("task, kind", [("stsb", "a regression"), ("mnli", "a 3-way")])
+def test_a_calibrated_teacher_needs_a_binary_task(example: dict, base_dir: Path, task: str,
+                                                  kind: str) -> None:
+    data = _mutate(example, "estimate.teacher_calibrate", 0.1)
+    assert JobSpec.from_dict(data, base_dir=base_dir).estimate.teacher_calibrate == 0.1
+    with pytest.raises(SpecError) as info:
+        JobSpec.from_dict(_mutate(data, "task.name", task), base_dir=base_dir, source="job.yaml")
+    assert str(info.value) == (f"job.yaml: estimate.teacher_calibrate: task '{task}' is {kind} "
+                               "task; a decision threshold is calibrated only for two classes")
 
 
 def test_missing_latency_model_needs_profile(example: dict, base_dir: Path) -> None:

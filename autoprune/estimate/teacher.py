@@ -12,7 +12,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +30,17 @@ from transformers import (
 from autoprune.data import Encoded, Task, TaskData, collate, encode, training_batches
 from autoprune.errors import ModelError
 from autoprune.estimate.cache import DiskCache, content_key, model_fingerprint
+from autoprune.estimate.calibrate import (
+    apply_offset,
+    calibrate,
+    check_calibratable,
+    split_holdout,
+)
 from autoprune.estimate.training import (
     evaluate,
     freeze_embeddings,
     make_optimizer,
+    predict,
     torch_threads,
 )
 from autoprune.models import load_base, load_tokenizer, resolve_model_path
@@ -71,10 +78,17 @@ class TeacherRecipe:
     # weights (benchmarks/cola_teacher.py ``average``), so no job spec exposes it. None: the
     # last weights.
     average_from: float | None = None
+    # Binary tasks: hold out this fraction of train, train on the rest, and bake into the
+    # classifier the decision threshold that maximises the task's main metric on the held-out
+    # part (autoprune/estimate/calibrate.py; Matthews and F1 are not maximised by argmax).
+    # None: all of train, argmax.
+    calibrate: float | None = None
 
     def __post_init__(self) -> None:
         if self.average_from is not None and not 0.0 <= self.average_from < 1.0:
             raise ValueError(f"average_from: {self.average_from} is not in [0, 1)")
+        if self.calibrate is not None and not 0.0 < self.calibrate < 0.5:
+            raise ValueError(f"calibrate: {self.calibrate} is not in (0, 0.5)")
 
     def resolve_steps(self, train_size: int) -> int:
         if self.steps is not None:
@@ -87,7 +101,8 @@ class TeacherRecipe:
         return cls(steps=estimate.teacher_steps, batch_size=estimate.batch_size,
                    lr=estimate.teacher_lr, max_seq_len=estimate.max_seq_len,
                    eval_max_seq_len=getattr(task, "max_seq_len", 128),
-                   freeze_embeddings=estimate.freeze_embeddings)
+                   freeze_embeddings=estimate.freeze_embeddings,
+                   calibrate=estimate.teacher_calibrate)
 
 
 @dataclass
@@ -103,6 +118,8 @@ class Teacher:
     directory: Path
     key: str
     cached: bool = False
+    calibration: dict[str, Any] | None = None  # see autoprune/estimate/calibrate.py
+
 
     @property
     def metric(self) -> float:
@@ -119,12 +136,12 @@ class Teacher:
         model.eval()
         tokenizer = AutoTokenizer.from_pretrained(directory)
         return cls(model, tokenizer, task, info["metrics"], info["seconds"], info["steps"],
-                   directory, info["key"], cached)
+                   directory, info["key"], cached, info.get("calibration"))
 
 
 # Recipe fields added after version 1 of the key enter it only when set, so that teachers
 # cached before they existed keep their keys.
-_LATER_FIELDS = ("average_from",)
+_LATER_FIELDS = ("average_from", "calibrate")
 
 
 def teacher_key(model_id: str, data: TaskData, recipe: TeacherRecipe, seed: int) -> str:
@@ -205,6 +222,7 @@ def prepare_teacher(model_name: str, data: TaskData, recipe: TeacherRecipe | Non
     recipe = recipe or TeacherRecipe()
     cache = cache or DiskCache()
     check_head_fits(model_name, data.task)
+    check_calibratable(data.task, recipe.calibrate)
     key = teacher_key(model_fingerprint(resolve_model_path(model_name)), data, recipe, seed)
 
     def build(directory: Path) -> None:
@@ -213,10 +231,22 @@ def prepare_teacher(model_name: str, data: TaskData, recipe: TeacherRecipe | Non
             tokenizer = load_tokenizer(model_name)
             torch.manual_seed(seed)  # the fresh classifier head
             model = load_base(model_name, data.task.num_labels)
-            steps = recipe.resolve_steps(len(data.train))
-            fine_tune(model, encode(data.train, tokenizer, recipe.max_seq_len), recipe, steps,
+            train, holdout = data.train, None
+            if recipe.calibrate is not None:
+                train, holdout = split_holdout(data.train, recipe.calibrate, seed)
+            steps = recipe.resolve_steps(len(train))
+            fine_tune(model, encode(train, tokenizer, recipe.max_seq_len), recipe, steps,
                       seed, progress, f"teacher {data.task.name}", on_step)
             dev = encode(data.dev, tokenizer, recipe.eval_max_seq_len)
+            calibration = None
+            if holdout is not None:
+                held_out = encode(holdout, tokenizer, recipe.eval_max_seq_len)
+                calibration = calibrate(predict(model, held_out, recipe.eval_batch_size),
+                                        held_out.labels, data.task.main_metric)
+                # What the threshold changed on dev: recorded, never used to choose it.
+                calibration = replace(calibration, dev_argmax=round(evaluate(
+                    model, data.task, dev, recipe.eval_batch_size)[data.task.main_metric], 6))
+                apply_offset(model, calibration.offset)
             metrics = evaluate(model, data.task, dev, recipe.eval_batch_size)
             seconds = time.perf_counter() - start
         model.save_pretrained(directory)
@@ -224,7 +254,7 @@ def prepare_teacher(model_name: str, data: TaskData, recipe: TeacherRecipe | Non
         info = {"key": key, "model": model_name, "task": data.task.name, "metrics": metrics,
                 "main_metric": data.task.main_metric, "seconds": seconds, "steps": steps,
                 "train_samples": steps * recipe.batch_size, "recipe": asdict(recipe),
-                "seed": seed}
+                "seed": seed, "calibration": None if calibration is None else asdict(calibration)}
         (directory / TEACHER_FILE).write_text(json.dumps(info, indent=2))
 
     directory, hit = cache.get_or_build("teachers", key, build)
