@@ -333,6 +333,16 @@ def test_confirm_exports_the_best_candidates_and_keeps_the_best_export(
             confirm(store, searched["job"], 1, out, progress=False, protocol=QUICK)
         with pytest.raises(ExportError, match="--confirm 0: must be >= 1"):
             confirm(store, searched["job"], 0, tmp_path / "none", progress=False)
+        before = sorted((p.relative_to(out), p.read_bytes()) for p in out.rglob("*")
+                        if p.is_file())
+        # A confirmation that fails leaves nothing of its own, and the earlier one intact.
+        for where in (out, tmp_path / "fresh"):
+            with pytest.raises(ExportError, match="already trained for 12 steps"):
+                confirm(store, searched["job"], 2, where, steps=8, force=True,
+                        progress=False, protocol=QUICK)
+        assert not (tmp_path / "fresh").exists()
+        assert sorted((p.relative_to(out), p.read_bytes()) for p in out.rglob("*")
+                      if p.is_file()) == before
 
     assert len(expected) == 2 and expected[0].metric >= expected[1].metric
     assert [c.trial for c in report.candidates] == [row.number for row in expected]

@@ -31,6 +31,7 @@ from autoprune.data import Encoded, Task, TaskData, collate, encode, training_ba
 from autoprune.errors import ModelError
 from autoprune.estimate.cache import DiskCache, content_key, model_fingerprint
 from autoprune.estimate.calibrate import (
+    Calibration,
     apply_offset,
     calibrate,
     check_calibratable,
@@ -119,7 +120,6 @@ class Teacher:
     key: str
     cached: bool = False
     calibration: dict[str, Any] | None = None  # see autoprune/estimate/calibrate.py
-
 
     @property
     def metric(self) -> float:
@@ -238,7 +238,7 @@ def prepare_teacher(model_name: str, data: TaskData, recipe: TeacherRecipe | Non
             fine_tune(model, encode(train, tokenizer, recipe.max_seq_len), recipe, steps,
                       seed, progress, f"teacher {data.task.name}", on_step)
             dev = encode(data.dev, tokenizer, recipe.eval_max_seq_len)
-            calibration = None
+            calibration: Calibration | None = None
             if holdout is not None:
                 held_out = encode(holdout, tokenizer, recipe.eval_max_seq_len)
                 calibration = calibrate(predict(model, held_out, recipe.eval_batch_size),
