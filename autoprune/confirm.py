@@ -25,13 +25,12 @@ from __future__ import annotations
 import json
 import shutil
 import uuid
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from autoprune.errors import ExportError
-from autoprune.front import FrontRow, front_rows, job_budget_ms
+from autoprune.front import best_within_budget, job_budget_ms
 
 REPORT_FILE = "confirm.json"
 BEST_LINK = "best"
@@ -82,16 +81,6 @@ class ConfirmReport:
         return lines
 
 
-def candidates_to_confirm(trials: Sequence[Any], budget_ms: float | None,
-                          count: int) -> list[FrontRow]:
-    """The ``count`` complete trials within the budget, best search metric first (lower
-    latency breaks ties); latencies measured here count over predictions."""
-    rows = [row for row in front_rows(trials, budget_ms, measured=True)
-            if row.feasible and row.state == "complete"]
-    rows.sort(key=lambda row: (-row.metric, row.latency_ms, row.number))
-    return rows[:count]
-
-
 def confirm(store: Any, job_id: int, count: int, out_dir: str | Path, *,
             steps: int | None = None, force: bool = False, progress: bool = True,
             **export_options: Any) -> ConfirmReport:
@@ -107,7 +96,8 @@ def confirm(store: Any, job_id: int, count: int, out_dir: str | Path, *,
     job = store.get_job(job_id)
     trials = store.trials(job_id)
     budget = job_budget_ms(job, trials)
-    rows = candidates_to_confirm(trials, budget, count)
+    # Latencies measured here (verify, earlier exports) count over predictions.
+    rows = best_within_budget(trials, budget, count, measured=True)
     if not rows:
         raise ExportError(f"job {job_id}: no complete trial meets the budget, so there is "
                           "nothing to confirm")

@@ -133,6 +133,17 @@ def _latency_spec(job: Any) -> dict[str, Any]:
     return latency if isinstance(latency, dict) else {}
 
 
+def best_within_budget(trials: Sequence[Any], budget_ms: float | None, top: int,
+                       measured: bool) -> list[FrontRow]:
+    """The ``top`` complete trials within the budget, best metric first (lower latency breaks
+    ties): what ``verify`` measures (``measured=False``: as the search ranked them) and
+    ``export --confirm`` exports (``measured=True``: a re-measured latency counts)."""
+    rows = [row for row in front_rows(trials, budget_ms, measured=measured)
+            if row.feasible and row.state == "complete"]
+    rows.sort(key=lambda row: (-row.metric, row.latency_ms, row.number))
+    return rows[:top]
+
+
 def best_feasible(rows: Sequence[FrontRow]) -> FrontRow | None:
     feasible = [row for row in rows if row.feasible and row.state == "complete"]
     return max(feasible, key=lambda row: (row.metric, -row.latency_ms)) if feasible else None

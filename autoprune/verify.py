@@ -31,7 +31,7 @@ from typing import Any
 
 from autoprune.drift import DEFAULT_DRIFT_GUARD, DriftGuard, measure_steadily
 from autoprune.errors import LatencyModelError, VerifyError
-from autoprune.front import front_rows, job_budget_ms
+from autoprune.front import best_within_budget, job_budget_ms
 from autoprune.fresh_process import run_in_fresh_process
 
 DEFAULT_TOP = 5
@@ -121,10 +121,7 @@ class VerifyReport:
 def candidates_to_verify(trials: list[Any], budget_ms: float | None, top: int) -> list[Any]:
     """The ``top`` complete trials within the budget by predicted latency, best metric first
     (lower predicted latency breaks ties), as the search ranked them."""
-    rows = [row for row in front_rows(trials, budget_ms, measured=False)
-            if row.feasible and row.state == "complete"]
-    rows.sort(key=lambda row: (-row.metric, row.latency_ms, row.number))
-    return rows[:top]
+    return best_within_budget(trials, budget_ms, top, measured=False)
 
 
 def verify(store: Any, job_id: int, top: int = DEFAULT_TOP, *, margin: float = 0.0,

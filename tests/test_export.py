@@ -319,13 +319,13 @@ def test_refusals_exit_2_with_one_line_and_leave_dir_untouched(
 
 def test_confirm_exports_the_best_candidates_and_keeps_the_best_export(
         searched: dict[str, Any], tmp_path: Path) -> None:
-    from autoprune.confirm import ConfirmReport, candidates_to_confirm, confirm
-    from autoprune.front import job_budget_ms
+    from autoprune.confirm import ConfirmReport, confirm
+    from autoprune.front import best_within_budget, job_budget_ms
 
     out = tmp_path / "confirmed"
     with _store(searched) as store:
         job, trials = store.get_job(searched["job"]), store.trials(searched["job"])
-        expected = candidates_to_confirm(trials, job_budget_ms(job, trials), 2)
+        expected = best_within_budget(trials, job_budget_ms(job, trials), 2, measured=True)
         report = confirm(store, searched["job"], 2, out, progress=False, protocol=QUICK)
         recorded = {n: store.get_trial(searched["job"], n).measured_latency_ms
                     for n in (row.number for row in expected)}

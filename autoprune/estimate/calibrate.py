@@ -54,8 +54,6 @@ def check_calibratable(task: Task, fraction: float | None) -> None:
         kind = "a regression" if task.is_regression else f"a {task.num_labels}-way"
         raise SpecError(f"estimate.teacher_calibrate: task {task.name!r} is {kind} task; a "
                         "decision threshold is calibrated only for two classes")
-    if not 0 < fraction < 0.5:
-        raise SpecError(f"estimate.teacher_calibrate: {fraction} is not in (0, 0.5)")
 
 
 def split_holdout(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
