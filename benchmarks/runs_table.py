@@ -36,6 +36,9 @@ class RunLabel:
 
 
 RUNS: dict[str, RunLabel] = {
+    "end_to_end_intel_confirm.json": RunLabel(
+        "12-06", "Intel Xeon AMX 6/167/1",
+        "as the verified Zen 4 run, each side's 2 best exported and the better export kept (`--confirm 2`)"),
     "end_to_end_zen4_verified.json": RunLabel(
         "11-28", "Zen 4",
         "as the verified Zen 3 run; 0.3× only, seeds 0–2"),
