@@ -238,6 +238,10 @@ def unconfirmed_gain(searched: float | None, uniform: float | None) -> float | N
     return None if searched is None or uniform is None else round(searched - uniform, 4)
 
 
+def rounded_median(values: list[float]) -> float | None:
+    return round(statistics.median(values), 4) if values else None
+
+
 def confirmed_summary(confirmed: ConfirmReport | None) -> dict[str, Any] | None:
     return None if confirmed is None else {
         "best_within_budget": None if confirmed.best is None else confirmed.best.trial,
@@ -326,6 +330,9 @@ def one_run(store: Store, ratio: float, space: str, seed: int, args: argparse.Na
                                    exports / "verify.json", report_only)
         if verified.best is not None:  # else: none fits here; export the predicted best anyway
             best = next(row for row in rows if row.number == verified.best.trial)
+    # The trial exported without --confirm (the verified or predicted best): with it, the
+    # gain of this first pick is recorded too, read from the same exports.
+    first_pick = best
     confirmed = uniform_confirmed = None
     if args.confirm:
         # The candidates are the search's best within the budget as verify left them (its
@@ -347,11 +354,6 @@ def one_run(store: Store, ratio: float, space: str, seed: int, args: argparse.Na
         for row in others]
     measured_ms = on_profile_scale(report)
 
-    # --confirm: the trial each side would have exported without it (the search's verified or
-    # predicted best, the baseline's best by its estimate), so that the gain with and without
-    # confirmation come from the same exports.
-    unconfirmed_trial = (verified.best.trial if verified is not None and verified.best is not None
-                         else predicted_best.number)
     matched_ms = float(report["predicted_latency_ms"])
     uniform = job_spec(f"e2e-uniform-at-predicted-{tag}", space,
                        {"name": "uniform", "evaluations": args.uniform_evaluations, "seed": seed},
@@ -407,7 +409,7 @@ def one_run(store: Store, ratio: float, space: str, seed: int, args: argparse.Na
         "confirmed": confirmed_summary(confirmed),
         "uniform_confirmed": confirmed_summary(uniform_confirmed),
         "searched_minus_uniform_unconfirmed": unconfirmed_gain(
-            exported_metric(confirmed, unconfirmed_trial),
+            exported_metric(confirmed, first_pick.number),
             exported_metric(uniform_confirmed, uniform_best.number) if uniform_best else None),
         "verified": None if verified is None else {
             "margin": verified.margin, "dense_drifts": verified.dense_drifts, "best_trial": None if verified.best is None
@@ -614,12 +616,11 @@ def main() -> None:
         "missing_runs": missing,
         "front_within_budget_share": (round(sum(m["within_budget"] for m in fronts) / len(fronts), 4)
                                       if fronts else None),
-        "searched_minus_uniform_median": round(statistics.median(gains), 4) if gains else None,
-        "teacher_minus_uniform_median": round(statistics.median(ceilings), 4) if ceilings else None,
+        "searched_minus_uniform_median": rounded_median(gains),
+        "teacher_minus_uniform_median": rounded_median(ceilings),
         # --confirm: the median gain had each side exported only its first pick (when both
         # picks were among the confirmed exports)
-        "searched_minus_uniform_unconfirmed_median": (round(statistics.median(unconfirmed), 4)
-                                                      if unconfirmed else None),
+        "searched_minus_uniform_unconfirmed_median": rounded_median(unconfirmed),
         "settings": settings,
         "latency_model": latency_model_summary(args.latency_model),
         "seconds": seconds_taken(args, time.perf_counter() - started,
