@@ -161,6 +161,11 @@ class EstimateSpec(_Frozen):
     # Binary tasks: the fraction of train held out to choose the teacher's decision threshold
     # (autoprune/estimate/calibrate.py); None: argmax, all of train.
     teacher_calibrate: float | None = Field(default=None, gt=0, lt=0.5)
+    # Binary single-sentence tasks (CoLA): steps of synthetic acceptability before the
+    # teacher's fine-tune (autoprune/data/synthetic.py), and more grammatical sentences for
+    # it: GLUE task directories (their train.tsv) or text files, one sentence per line.
+    teacher_synthetic_steps: PositiveInt | None = None
+    teacher_synthetic_text: tuple[Path, ...] = ()
     seed: int = 0
     # The candidates' fine-tunes alone (batch order, dropout, dev subset); None: ``seed``,
     # which also seeds the teacher and the importance scores. Set apart, repeated estimates
@@ -170,6 +175,21 @@ class EstimateSpec(_Frozen):
     # The null estimator answers from the architecture alone; this makes each answer take
     # this long (service-overhead benchmarks and tests of long trials).
     null_seconds: float = Field(default=0.0, ge=0)
+
+    @field_validator("teacher_synthetic_text", mode="after")
+    @classmethod
+    def _sentence_sources(cls, value: tuple[Path, ...], info: ValidationInfo) -> tuple[Path, ...]:
+        paths = tuple(_resolve(path, info) for path in value)
+        for path in paths:
+            if not path.exists():
+                raise ValueError(f"no such path {str(path)!r}")
+        return paths
+
+    @model_validator(mode="after")
+    def _synthetic(self) -> EstimateSpec:
+        if self.teacher_synthetic_text and self.teacher_synthetic_steps is None:
+            raise ValueError("teacher_synthetic_text: needs teacher_synthetic_steps")
+        return self
 
     @model_validator(mode="after")
     def _rungs(self) -> EstimateSpec:
@@ -227,19 +247,23 @@ class JobSpec(_Frozen):
             raise ValueError(str(exc).split(": ", 1)[-1] + f" ({value})") from exc
 
     @model_validator(mode="after")
-    def _calibration_needs_two_classes(self) -> JobSpec:
+    def _teacher_options_need_two_classes(self) -> JobSpec:
         # Refused here when the spec tells the label count (a GLUE name, or num_labels for
         # user files); prepare_teacher checks every task again once its data is loaded.
-        if self.estimate.teacher_calibrate is None:
-            return self
         from autoprune.data.tasks import glue_task
 
         known = glue_task(self.task.name)
         labels = self.task.num_labels or (known.num_labels if known is not None else None)
-        if labels is not None and labels != 2:
-            kind = "a regression" if labels == 1 else f"a {labels}-way"
+        if labels is None or labels == 2:
+            return self
+        kind = "a regression" if labels == 1 else f"a {labels}-way"
+        if self.estimate.teacher_calibrate is not None:
             raise ValueError(f"estimate.teacher_calibrate: task {self.task.name!r} is {kind} "
                              "task; a decision threshold is calibrated only for two classes")
+        if self.estimate.teacher_synthetic_steps is not None:
+            raise ValueError(f"estimate.teacher_synthetic_steps: task {self.task.name!r} is "
+                             f"{kind} task; synthetic acceptability needs two classes "
+                             "(class 1: acceptable)")
         return self
 
     @field_validator("model", mode="after")

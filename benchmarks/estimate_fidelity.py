@@ -18,6 +18,8 @@ Writes ``benchmarks/results/estimate_fidelity.json``. Per-candidate results are 
     python benchmarks/estimate_fidelity.py --tasks sst2 --n-arch 12 --steps 100
     python benchmarks/estimate_fidelity.py --tasks cola --calibrate cola --skip-fidelity \
         --merge --out benchmarks/results/cola_calibrated.json       # a calibrated teacher
+    python benchmarks/estimate_fidelity.py --tasks cola --synthetic cola --skip-fidelity \
+        --threads 1 --teacher-seed 1 --out /tmp/cola-synthetic-1.json  # synthetic stage first
 """
 
 from __future__ import annotations
@@ -56,6 +58,10 @@ GLUE = Path(os.environ.get("AUTOPRUNE_SHARED", REPO.parent / "shared")) / "data"
 TASK_DIRS = {"sst2": "SST-2", "mrpc": "MRPC", "cola": "CoLA"}
 # --calibrate: the share of train a teacher holds out to choose its decision threshold.
 CALIBRATE_FRACTION = 0.1
+# --synthetic: steps of synthetic acceptability before the teacher's fine-tune, and the GLUE
+# directories whose training sentences join the task's own acceptable ones.
+SYNTHETIC_STEPS = 1000
+SYNTHETIC_TEXT = ("MRPC",)
 MODEL = "minilm-l6"
 
 
@@ -92,14 +98,18 @@ def kendall(a: list[float], b: list[float]) -> float:
 
 def run_teachers(tasks: list[str], cache: DiskCache, threads: int, progress: bool,
                  steps: int | None = None, calibrate: frozenset[str] = frozenset(),
-                 seed: int = 0) -> dict[str, Any]:
+                 seed: int = 0, synthetic: frozenset[str] = frozenset()) -> dict[str, Any]:
     """The teacher of each task (``calibrate``: the tasks whose teacher holds out
-    :data:`CALIBRATE_FRACTION` of train to choose its decision threshold)."""
+    :data:`CALIBRATE_FRACTION` of train to choose its decision threshold; ``synthetic``: the
+    tasks whose teacher starts with :data:`SYNTHETIC_STEPS` of synthetic acceptability)."""
     out = {}
     for name in tasks:
         data = load_task(TaskSpec(name=name, data_dir=GLUE / TASK_DIRS[name]))
-        recipe = TeacherRecipe(steps=steps,
-                               calibrate=CALIBRATE_FRACTION if name in calibrate else None)
+        recipe = TeacherRecipe(
+            steps=steps, calibrate=CALIBRATE_FRACTION if name in calibrate else None,
+            synthetic_steps=SYNTHETIC_STEPS if name in synthetic else None,
+            synthetic_text=tuple(str(GLUE / d) for d in SYNTHETIC_TEXT) if name in synthetic
+            else ())
         teacher = prepare_teacher(MODEL, data, recipe, seed=seed, cache=cache,
                                   threads=threads, progress=progress)
         out[name] = {"metric": data.task.main_metric, "value": round(teacher.metric, 4),
@@ -109,6 +119,12 @@ def run_teachers(tasks: list[str], cache: DiskCache, threads: int, progress: boo
         if teacher.calibration is not None:
             out[name].update(recipe=f"default TeacherRecipe, calibrate {CALIBRATE_FRACTION}",
                              calibration=teacher.calibration)
+        if name in synthetic:
+            info = json.loads((teacher.directory / "teacher.json").read_text())
+            out[name].update(recipe=f"default TeacherRecipe after {SYNTHETIC_STEPS} steps of "
+                                    "synthetic acceptability (the task's acceptable sentences "
+                                    f"and {', '.join(SYNTHETIC_TEXT)} train sentences)",
+                             synthetic=info["synthetic"])
         print(f"teacher {name}: {out[name]}", file=sys.stderr)
     return out
 
@@ -195,6 +211,9 @@ def main() -> None:
     parser.add_argument("--calibrate", default="", metavar="TASKS",
                         help="tasks whose teacher calibrates its decision threshold on "
                              f"{CALIBRATE_FRACTION:.0%}% of train held out (e.g. cola)")
+    parser.add_argument("--synthetic", default="", metavar="TASKS",
+                        help=f"tasks whose teacher first trains {SYNTHETIC_STEPS} steps on "
+                             "synthetic acceptability (e.g. cola)")
     parser.add_argument("--skip-fidelity", action="store_true")
     parser.add_argument("--cache", type=Path, default=None)
     parser.add_argument("--quiet", action="store_true")
@@ -212,7 +231,8 @@ def main() -> None:
                               "teacher": run_teachers(
                                   tasks, cache, args.threads, not args.quiet, args.teacher_steps,
                                   frozenset(t for t in args.calibrate.split(",") if t),
-                                  args.teacher_seed)}
+                                  args.teacher_seed,
+                                  frozenset(t for t in args.synthetic.split(",") if t))}
     if not args.skip_fidelity:
         result.update(run_fidelity(args, cache))
     result["total_seconds"] = round(time.perf_counter() - start, 1)

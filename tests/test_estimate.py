@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import dataclasses
 import math
 from pathlib import Path
@@ -117,7 +118,8 @@ def test_later_recipe_fields_enter_the_teacher_key_only_when_set(tiny: dict) -> 
     from autoprune.estimate.teacher import teacher_key
 
     recipe, data = tiny["recipe"], tiny["data"]
-    v1_fields = {k: v for k, v in asdict(recipe).items() if k not in ("average_from", "calibrate")}
+    later = ("average_from", "calibrate", "synthetic_steps", "synthetic_text")
+    v1_fields = {k: v for k, v in asdict(recipe).items() if k not in later}
     # Teachers cached before the field existed keep their keys.
     assert teacher_key("m", data, recipe, 0) == content_key(
         {"kind": "teacher", "model": "m", "data": data.fingerprint(), "recipe": v1_fields,
@@ -126,6 +128,13 @@ def test_later_recipe_fields_enter_the_teacher_key_only_when_set(tiny: dict) -> 
         "m", data, recipe, 0)
     assert teacher_key("m", data, replace(recipe, calibrate=0.1), 0) != teacher_key(
         "m", data, recipe, 0)
+    synthetic = replace(recipe, synthetic_steps=10)
+    assert teacher_key("m", data, synthetic, 0) != teacher_key("m", data, recipe, 0)
+    # The extra sentences enter by content; their paths do not.
+    assert teacher_key("m", data, replace(synthetic, synthetic_text=("a.txt",)), 0) == (
+        teacher_key("m", data, synthetic, 0))
+    assert teacher_key("m", data, synthetic, 0, ["A sentence."]) != (
+        teacher_key("m", data, synthetic, 0))
     with pytest.raises(ValueError, match="average_from"):
         TeacherRecipe(average_from=1.0)
     with pytest.raises(ValueError, match="calibrate"):
@@ -186,6 +195,51 @@ def test_calibrated_teacher_predicts_with_its_held_out_threshold(tiny: dict) -> 
     assert scored["accuracy"] == pytest.approx(calibration["holdout_calibrated"], abs=1e-6)
     assert prepare_teacher(str(tiny["model"]), tiny["data"], recipe, seed=0,
                            cache=tiny["cache"], progress=False).calibration == calibration
+
+
+def test_synthetic_stage_comes_first_and_enters_the_key(tiny: dict, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    recipe = replace(tiny["recipe"], synthetic_steps=20)
+    teacher = prepare_teacher(str(tiny["model"]), tiny["data"], recipe, seed=0,
+                              cache=tiny["cache"], threads=1, progress=False)
+    info = json.loads((teacher.directory / "teacher.json").read_text())
+    synthetic = info["synthetic"]
+    positives = int(tiny["data"].train.labels.sum())
+    assert synthetic["steps"] == 20 and synthetic["extra_sentences"] == 0
+    assert 0 < synthetic["examples"] <= 2 * positives and synthetic["examples"] % 2 == 0
+    assert 0.0 <= synthetic["dev"]["accuracy"] <= 1.0
+    assert teacher.steps == tiny["teacher"].steps and teacher.key != tiny["teacher"].key
+    # The stage trained the model: its weights differ from the plain teacher's.
+    assert not torch.equal(teacher.model.classifier.weight, tiny["teacher"].model.classifier.weight)
+    # Extra sentences enter the key by content: the same lines in another file hit the cache.
+    lines = ["A filler sentence stays here.", "Another filler sentence stays there."]
+    for name in ("a.txt", "b.txt"):
+        (tmp_path / name).write_text("\n".join(lines))
+    keyed = [prepare_teacher(str(tiny["model"]), tiny["data"],
+                             replace(recipe, synthetic_text=(str(tmp_path / name),)), seed=0,
+                             cache=tiny["cache"], threads=1, progress=False)
+             for name in ("a.txt", "b.txt")]
+    assert keyed[0].key == keyed[1].key != teacher.key
+    assert not keyed[0].cached and keyed[1].cached
+    with pytest.raises(ValueError, match="synthetic_text: needs synthetic_steps"):
+        replace(tiny["recipe"], synthetic_text=("a.txt",))
+
+
+@pytest.mark.parametrize("task, message", [
+    ("stsb", "is a regression task; synthetic acceptability needs two classes"),
+    ("mnli", "is a 3-way task"),
+    ("mrpc", "has sentence pairs; synthetic acceptability is for single sentences")])
+def test_synthetic_stage_refuses_other_tasks(tiny: dict, task: str, message: str) -> None:
+    from autoprune.errors import SpecError
+    from autoprune.estimate.teacher import check_synthetic
+
+    labels = np.zeros(2, dtype=np.float32 if task == "stsb" else np.int64)
+    split = Split((("a b c", "d e f"),) * 2 if task == "mrpc" else (("a b c",),) * 2, labels)
+    with pytest.raises(SpecError, match=rf"teacher_synthetic_steps: task '{task}' {message}") as info:
+        check_synthetic(TaskData(GLUE_TASKS[task], split, split))
+    assert "\n" not in str(info.value)
+    check_synthetic(TaskData(GLUE_TASKS["cola"], *(Split((("a b c",),) * 2, labels),) * 2))
 
 
 @pytest.mark.parametrize("task", ["stsb", "mnli"])

@@ -40,6 +40,17 @@ def test_example_spec_loads_and_is_frozen(repo_root: Path, glue_dir: Path) -> No
     assert again == spec
 
 
+def test_cola_example_spec_trains_its_teacher_on_synthetic_acceptability_first(
+        repo_root: Path, glue_dir: Path) -> None:
+    from autoprune.estimate import TeacherRecipe
+
+    spec = JobSpec.load(repo_root / "examples" / "cola-minilm.yaml")
+    assert spec.task.data_dir == (glue_dir / "CoLA").resolve()
+    recipe = TeacherRecipe.from_spec(spec.estimate, spec.task)
+    assert recipe.synthetic_steps == 1000
+    assert recipe.synthetic_text == (str((glue_dir / "MRPC").resolve()),)
+
+
 def _mutate(data: dict, path: str, value) -> dict:
     data = copy.deepcopy(data)
     *parents, last = path.split(".")
@@ -77,6 +88,11 @@ _DELETE = object()
         ("estimate.rungs", [10, 5], "estimate: rungs: must be strictly increasing"),
         ("estimate.lr", -1, "estimate.lr: must be > 0"),
         ("estimate.teacher_calibrate", 0.5, "estimate.teacher_calibrate: must be < 0.5"),
+        ("estimate.teacher_synthetic_steps", 0, "estimate.teacher_synthetic_steps: must be >= 1"),
+        ("estimate.teacher_synthetic_text", ["no/such.txt"],
+         "estimate.teacher_synthetic_text: no such path"),
+        ("estimate.teacher_synthetic_text", ["."],
+         "estimate: teacher_synthetic_text: needs teacher_synthetic_steps"),
         ("executor.kind", "slurm", "executor.kind"),
         ("executor.workers", 0, "executor.workers: must be >= 1"),
         ("space", "no-such-space", "space: no such file or built-in space"),
@@ -99,6 +115,20 @@ def test_a_calibrated_teacher_needs_a_binary_task(example: dict, base_dir: Path,
         JobSpec.from_dict(_mutate(data, "task.name", task), base_dir=base_dir, source="job.yaml")
     assert str(info.value) == (f"job.yaml: estimate.teacher_calibrate: task '{task}' is {kind} "
                                "task; a decision threshold is calibrated only for two classes")
+
+
+@pytest.mark.parametrize("task, kind", [("stsb", "a regression"), ("mnli", "a 3-way")])
+def test_a_synthetic_stage_needs_a_binary_task(example: dict, base_dir: Path, task: str,
+                                               kind: str) -> None:
+    data = _mutate(example, "estimate.teacher_synthetic_steps", 500)
+    data["estimate"]["teacher_synthetic_text"] = ["."]
+    estimate = JobSpec.from_dict(data, base_dir=base_dir).estimate
+    assert estimate.teacher_synthetic_text == (base_dir.resolve(),)
+    with pytest.raises(SpecError) as info:
+        JobSpec.from_dict(_mutate(data, "task.name", task), base_dir=base_dir, source="job.yaml")
+    assert str(info.value) == (f"job.yaml: estimate.teacher_synthetic_steps: task '{task}' is "
+                               f"{kind} task; synthetic acceptability needs two classes "
+                               "(class 1: acceptable)")
 
 
 def test_missing_latency_model_needs_profile(example: dict, base_dir: Path) -> None:

@@ -8,10 +8,11 @@ second job on the same inputs loads the teacher in seconds.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,9 @@ from transformers import (
     get_linear_schedule_with_warmup,
 )
 
-from autoprune.data import Encoded, Task, TaskData, collate, encode, training_batches
-from autoprune.errors import ModelError
+from autoprune.data import Encoded, Split, Task, TaskData, collate, encode, training_batches
+from autoprune.data.synthetic import read_sentences, synthetic_acceptability
+from autoprune.errors import ModelError, SpecError
 from autoprune.estimate.cache import DiskCache, content_key, model_fingerprint
 from autoprune.estimate.calibrate import (
     Calibration,
@@ -84,12 +86,24 @@ class TeacherRecipe:
     # part (autoprune/estimate/calibrate.py; Matthews and F1 are not maximised by argmax).
     # None: all of train, argmax.
     calibrate: float | None = None
+    # Binary single-sentence tasks (CoLA): first this many steps on synthetic acceptability
+    # (autoprune/data/synthetic.py: the task's class-1 training sentences, and those of
+    # ``synthetic_text``, each beside a copy broken by one edit), then the task's fine-tune
+    # from there. None: straight to the task.
+    synthetic_steps: int | None = None
+    # More grammatical sentences for that stage: GLUE task directories (their train.tsv) or
+    # text files, one sentence per line. Their content, not their paths, enters the cache key.
+    synthetic_text: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.average_from is not None and not 0.0 <= self.average_from < 1.0:
             raise ValueError(f"average_from: {self.average_from} is not in [0, 1)")
         if self.calibrate is not None and not 0.0 < self.calibrate < 0.5:
             raise ValueError(f"calibrate: {self.calibrate} is not in (0, 0.5)")
+        if self.synthetic_steps is not None and self.synthetic_steps < 1:
+            raise ValueError(f"synthetic_steps: {self.synthetic_steps} is not >= 1")
+        if self.synthetic_text and self.synthetic_steps is None:
+            raise ValueError("synthetic_text: needs synthetic_steps")
 
     def resolve_steps(self, train_size: int) -> int:
         if self.steps is not None:
@@ -103,7 +117,9 @@ class TeacherRecipe:
                    lr=estimate.teacher_lr, max_seq_len=estimate.max_seq_len,
                    eval_max_seq_len=getattr(task, "max_seq_len", 128),
                    freeze_embeddings=estimate.freeze_embeddings,
-                   calibrate=estimate.teacher_calibrate)
+                   calibrate=estimate.teacher_calibrate,
+                   synthetic_steps=estimate.teacher_synthetic_steps,
+                   synthetic_text=tuple(str(p) for p in estimate.teacher_synthetic_text))
 
 
 @dataclass
@@ -141,14 +157,21 @@ class Teacher:
 
 # Recipe fields added after version 1 of the key enter it only when set, so that teachers
 # cached before they existed keep their keys.
-_LATER_FIELDS = ("average_from", "calibrate")
+_LATER_FIELDS = ("average_from", "calibrate", "synthetic_steps")
 
 
-def teacher_key(model_id: str, data: TaskData, recipe: TeacherRecipe, seed: int) -> str:
+def teacher_key(model_id: str, data: TaskData, recipe: TeacherRecipe, seed: int,
+                synthetic_text: Sequence[str] = ()) -> str:
+    """``synthetic_text``: the sentences read from ``recipe.synthetic_text``, which enter the
+    key in place of their paths."""
     fields = {name: value for name, value in asdict(recipe).items()
-              if not (name in _LATER_FIELDS and value is None)}
-    return content_key({"kind": "teacher", "model": model_id, "data": data.fingerprint(),
-                        "recipe": fields, "seed": seed, "version": 1})
+              if not (name in _LATER_FIELDS and value is None) and name != "synthetic_text"}
+    content: dict[str, Any] = {"kind": "teacher", "model": model_id, "data": data.fingerprint(),
+                               "recipe": fields, "seed": seed, "version": 1}
+    if synthetic_text:
+        content["synthetic_text"] = hashlib.sha256(
+            "\x1e".join(synthetic_text).encode()).hexdigest()
+    return content_key(content)
 
 
 StepCallback = Callable[[int, nn.Module, nn.Module | None], None]
@@ -211,6 +234,40 @@ def check_head_fits(model_name: str, task: Task) -> None:
                          f"{config.num_labels} outputs, task {task.name!r} needs {task.num_labels}")
 
 
+def check_synthetic(data: TaskData) -> None:
+    """Synthetic acceptability teaches class 1 as "grammatical": only binary tasks on single
+    sentences (CoLA) mean that; anything else is bad input."""
+    task = data.task
+    where = f"estimate.teacher_synthetic_steps: task {task.name!r}"
+    if task.is_regression or task.num_labels != 2:
+        kind = "a regression" if task.is_regression else f"a {task.num_labels}-way"
+        raise SpecError(f"{where} is {kind} task; synthetic acceptability needs two classes "
+                        "(class 1: acceptable)")
+    if any(len(texts) != 1 for texts in data.train.texts):
+        raise SpecError(f"{where} has sentence pairs; synthetic acceptability is for single "
+                        "sentences")
+
+
+def synthetic_stage(model: nn.Module, tokenizer: Any, task: Task, train: Split,
+                    extra_sentences: Sequence[str], dev: Encoded, recipe: TeacherRecipe,
+                    seed: int, progress: bool) -> dict[str, Any]:
+    """Fine-tune ``model`` on synthetic acceptability (the class-1 sentences of ``train`` and
+    ``extra_sentences``, each beside a broken copy) for ``recipe.synthetic_steps`` steps with
+    the recipe's optimiser and schedule; what it scores on dev before any task label is
+    returned with the example count. The classifier head is kept for the task's fine-tune:
+    class 1 means acceptable in both."""
+    assert recipe.synthetic_steps is not None
+    sentences = [texts[0] for texts, label in zip(train.texts, train.labels) if label == 1]
+    split = synthetic_acceptability([*sentences, *extra_sentences], seed)
+    fine_tune(model, encode(split, tokenizer, recipe.max_seq_len),
+              replace(recipe, average_from=None), recipe.synthetic_steps, seed + 1, progress,
+              f"teacher {task.name} (synthetic)")
+    scored = evaluate(model, task, dev, recipe.eval_batch_size)
+    return {"steps": recipe.synthetic_steps, "examples": len(split),
+            "extra_sentences": len(extra_sentences),
+            "dev": {k: round(v, 6) for k, v in scored.items()}}
+
+
 def prepare_teacher(model_name: str, data: TaskData, recipe: TeacherRecipe | None = None,
                     seed: int = 0, cache: DiskCache | None = None, threads: int | None = None,
                     progress: bool = True, on_step: StepCallback | None = None) -> Teacher:
@@ -223,7 +280,13 @@ def prepare_teacher(model_name: str, data: TaskData, recipe: TeacherRecipe | Non
     cache = cache or DiskCache()
     check_head_fits(model_name, data.task)
     check_calibratable(data.task, recipe.calibrate)
-    key = teacher_key(model_fingerprint(resolve_model_path(model_name)), data, recipe, seed)
+    extra_sentences: list[str] = []
+    if recipe.synthetic_steps is not None:
+        check_synthetic(data)
+        for path in recipe.synthetic_text:
+            extra_sentences += read_sentences(Path(path))
+    key = teacher_key(model_fingerprint(resolve_model_path(model_name)), data, recipe, seed,
+                      extra_sentences)
 
     def build(directory: Path) -> None:
         with torch_threads(threads):
@@ -234,10 +297,14 @@ def prepare_teacher(model_name: str, data: TaskData, recipe: TeacherRecipe | Non
             train, holdout = data.train, None
             if recipe.calibrate is not None:
                 train, holdout = split_holdout(data.train, recipe.calibrate, seed)
+            dev = encode(data.dev, tokenizer, recipe.eval_max_seq_len)
+            synthetic: dict[str, Any] | None = None
+            if recipe.synthetic_steps is not None:
+                synthetic = synthetic_stage(model, tokenizer, data.task, train, extra_sentences,
+                                            dev, recipe, seed, progress)
             steps = recipe.resolve_steps(len(train))
             fine_tune(model, encode(train, tokenizer, recipe.max_seq_len), recipe, steps,
                       seed, progress, f"teacher {data.task.name}", on_step)
-            dev = encode(data.dev, tokenizer, recipe.eval_max_seq_len)
             calibration: Calibration | None = None
             if holdout is not None:
                 held_out = encode(holdout, tokenizer, recipe.eval_max_seq_len)
@@ -254,7 +321,8 @@ def prepare_teacher(model_name: str, data: TaskData, recipe: TeacherRecipe | Non
         info = {"key": key, "model": model_name, "task": data.task.name, "metrics": metrics,
                 "main_metric": data.task.main_metric, "seconds": seconds, "steps": steps,
                 "train_samples": steps * recipe.batch_size, "recipe": asdict(recipe),
-                "seed": seed, "calibration": None if calibration is None else asdict(calibration)}
+                "seed": seed, "calibration": None if calibration is None else asdict(calibration),
+                "synthetic": synthetic}
         (directory / TEACHER_FILE).write_text(json.dumps(info, indent=2))
 
     directory, hit = cache.get_or_build("teachers", key, build)
