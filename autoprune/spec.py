@@ -249,21 +249,28 @@ class JobSpec(_Frozen):
     @model_validator(mode="after")
     def _teacher_options_need_two_classes(self) -> JobSpec:
         # Refused here when the spec tells the label count (a GLUE name, or num_labels for
-        # user files); prepare_teacher checks every task again once its data is loaded.
+        # user files) or the text count; prepare_teacher checks every task again once its
+        # data is loaded. Here, the job spends no latency profile before hearing it.
         from autoprune.data.tasks import glue_task
 
         known = glue_task(self.task.name)
         labels = self.task.num_labels or (known.num_labels if known is not None else None)
-        if labels is None or labels == 2:
-            return self
         kind = "a regression" if labels == 1 else f"a {labels}-way"
-        if self.estimate.teacher_calibrate is not None:
+        if labels not in (None, 2) and self.estimate.teacher_calibrate is not None:
             raise ValueError(f"estimate.teacher_calibrate: task {self.task.name!r} is {kind} "
                              "task; a decision threshold is calibrated only for two classes")
-        if self.estimate.teacher_synthetic_steps is not None:
+        if self.estimate.teacher_synthetic_steps is None:
+            return self
+        if labels not in (None, 2):
             raise ValueError(f"estimate.teacher_synthetic_steps: task {self.task.name!r} is "
                              f"{kind} task; synthetic acceptability needs two classes "
                              "(class 1: acceptable)")
+        texts = (len(self.task.text_fields) if self.task.text_fields is not None
+                 else len(known.glue.text_columns) if known is not None and known.glue
+                 else 1)
+        if texts != 1:
+            raise ValueError(f"estimate.teacher_synthetic_steps: task {self.task.name!r} has "
+                             "sentence pairs; synthetic acceptability is for single sentences")
         return self
 
     @field_validator("model", mode="after")

@@ -117,6 +117,16 @@ def test_a_calibrated_teacher_needs_a_binary_task(example: dict, base_dir: Path,
                                "task; a decision threshold is calibrated only for two classes")
 
 
+def test_a_synthetic_stage_refuses_sentence_pairs_when_the_spec_is_read(
+        example: dict, base_dir: Path) -> None:
+    # Before any latency profile or teacher is spent on the job.
+    data = _mutate(_mutate(example, "estimate.teacher_synthetic_steps", 500), "task.name", "mrpc")
+    with pytest.raises(SpecError) as info:
+        JobSpec.from_dict(data, base_dir=base_dir, source="job.yaml")
+    assert str(info.value) == ("job.yaml: estimate.teacher_synthetic_steps: task 'mrpc' has "
+                               "sentence pairs; synthetic acceptability is for single sentences")
+
+
 @pytest.mark.parametrize("task, kind", [("stsb", "a regression"), ("mnli", "a 3-way")])
 def test_a_synthetic_stage_needs_a_binary_task(example: dict, base_dir: Path, task: str,
                                                kind: str) -> None:
