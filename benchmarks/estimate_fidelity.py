@@ -119,12 +119,11 @@ def run_teachers(tasks: list[str], cache: DiskCache, threads: int, progress: boo
         if teacher.calibration is not None:
             out[name].update(recipe=f"default TeacherRecipe, calibrate {CALIBRATE_FRACTION}",
                              calibration=teacher.calibration)
-        if name in synthetic:
-            info = json.loads((teacher.directory / "teacher.json").read_text())
+        if teacher.synthetic is not None:
             out[name].update(recipe=f"default TeacherRecipe after {SYNTHETIC_STEPS} steps of "
                                     "synthetic acceptability (the task's acceptable sentences "
                                     f"and {', '.join(SYNTHETIC_TEXT)} train sentences)",
-                             synthetic=info["synthetic"])
+                             synthetic=teacher.synthetic)
         print(f"teacher {name}: {out[name]}", file=sys.stderr)
     return out
 

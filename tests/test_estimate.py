@@ -203,8 +203,8 @@ def test_synthetic_stage_comes_first_and_enters_the_key(tiny: dict, tmp_path: Pa
     recipe = replace(tiny["recipe"], synthetic_steps=20)
     teacher = prepare_teacher(str(tiny["model"]), tiny["data"], recipe, seed=0,
                               cache=tiny["cache"], threads=1, progress=False)
-    info = json.loads((teacher.directory / "teacher.json").read_text())
-    synthetic = info["synthetic"]
+    synthetic = teacher.synthetic
+    assert synthetic == json.loads((teacher.directory / "teacher.json").read_text())["synthetic"]
     positives = int(tiny["data"].train.labels.sum())
     assert synthetic["steps"] == 20 and synthetic["extra_sentences"] == 0
     assert 0 < synthetic["examples"] <= 2 * positives and synthetic["examples"] % 2 == 0
@@ -222,6 +222,8 @@ def test_synthetic_stage_comes_first_and_enters_the_key(tiny: dict, tmp_path: Pa
              for name in ("a.txt", "b.txt")]
     assert keyed[0].key == keyed[1].key != teacher.key
     assert not keyed[0].cached and keyed[1].cached
+    assert keyed[1].synthetic is not None and keyed[1].synthetic["extra_sentences"] == 2
+    assert tiny["teacher"].synthetic is None
     with pytest.raises(ValueError, match="synthetic_text: needs synthetic_steps"):
         replace(tiny["recipe"], synthetic_text=("a.txt",))
 

@@ -136,6 +136,7 @@ class Teacher:
     key: str
     cached: bool = False
     calibration: dict[str, Any] | None = None  # see autoprune/estimate/calibrate.py
+    synthetic: dict[str, Any] | None = None  # the synthetic acceptability stage, if any
 
     @property
     def metric(self) -> float:
@@ -152,7 +153,8 @@ class Teacher:
         model.eval()
         tokenizer = AutoTokenizer.from_pretrained(directory)
         return cls(model, tokenizer, task, info["metrics"], info["seconds"], info["steps"],
-                   directory, info["key"], cached, info.get("calibration"))
+                   directory, info["key"], cached, info.get("calibration"),
+                   info.get("synthetic"))
 
 
 # Recipe fields added after version 1 of the key enter it only when set, so that teachers
