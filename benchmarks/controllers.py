@@ -43,7 +43,7 @@ synthetic metric), labelled ``"problem": "synthetic"`` and written to
 benchmark, it measures nothing about real pruning.
 
 Usage: ``python benchmarks/controllers.py [--synthetic] [--budget 200] [--seeds 5] [--batch 8]
-[--controllers random,evolution,...]``.
+[--controllers random,evolution,...] [--objective pareto|constrained|mnas] [--results FILE]``.
 """
 
 from __future__ import annotations
@@ -78,6 +78,8 @@ METRIC_REF = 0.5  # chance accuracy on binary SST-2: the hypervolume's metric re
 # Registered controllers run with non-default options, each under its own name.
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "evolution+warm": ("evolution", {"warm_start": 6}),  # half its population from the sweep
+    "evolution+fill": ("evolution", {"fill_to": 0.97}),  # children grown to the budget
+    "evolution+warm+fill": ("evolution", {"warm_start": 6, "fill_to": 0.97}),
 }
 
 
@@ -380,6 +382,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         help="the objective every controller is given (default pareto: the "
         "hypervolume measures the front)",
     )
+    parser.add_argument("--results", type=Path, default=None,
+                        help="where the JSON goes (the plot beside it, as .png); default "
+                             "benchmarks/results/controllers.json, or controllers_synthetic.json")
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.controllers.split(",") if n.strip()]
 
@@ -442,11 +447,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             for name, rs in runs.items()
         },
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=1) + "\n")
+    path = args.results or RESULTS / f"{stem}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1) + "\n")
     plot(
         runs,
-        RESULTS / f"{stem}.png",
+        path.with_suffix(".png"),
         f"{'SYNTHETIC problem' if args.synthetic else 'surrogate MiniLM/SST-2'}: "
         f"budget {args.budget}, {args.seeds} seeds, latency <= {BUDGET_RATIO}x dense",
     )

@@ -19,7 +19,7 @@ from autoprune.controllers.base import ResumeDivergedWarning
 from autoprune.controllers.uniform import coarse_to_fine, uniform_grid
 from autoprune.errors import SpecError
 from autoprune.objectives import Objective
-from autoprune.space import Architecture
+from autoprune.space import Architecture, LayerConfig
 
 
 @pytest.fixture()
@@ -209,6 +209,80 @@ def test_evolution_keeps_its_elites_and_respects_the_budget(problem: SyntheticPr
     best = max(history, key=lambda r: r.metric or 0.0)
     assert best.architecture in [arch for _, _, arch in controller.population()]
 
+
+
+def _offspring(history: list[TrialResult], population: int) -> list[TrialResult]:
+    return [r for r in history if r.state == "complete"][population:]
+
+
+def test_fill_grows_children_to_the_budget_and_no_further(problem: SyntheticProblem) -> None:
+    objective = problem.objective(budget_ratio=0.4)
+    # A population of 8 asked in batches of 4: the first 8 proposals are the initial population.
+    plain = make("evolution", problem.space, objective, seed=1, latency_fn=problem.latency,
+                 population=8)
+    filled = make("evolution", problem.space, objective, seed=1, latency_fn=problem.latency,
+                  population=8, fill_to=0.97)
+    shares = {}
+    for name, controller in (("plain", plain), ("filled", filled)):
+        history = drive(controller, problem, evaluations=30, batch=4)
+        children = _offspring(history, 8)
+        assert children and all(r.state == "complete" for r in history)  # never over budget
+        shares[name] = [problem.latency(r.architecture) / objective.budget_ms for r in children]
+    # Rejection alone leaves offspring under the budget; filled ones reach 97% of it, or stop
+    # where every further step would cross it.
+    assert np.median(shares["filled"]) >= 0.97 > np.median(shares["plain"])
+    for child in _offspring(filled.history, 8):
+        arch, latency = child.architecture, problem.latency(child.architecture)
+        if latency < 0.97 * objective.budget_ms:
+            assert not [step for step in filled._growth_steps(arch)
+                        if latency < problem.latency(step) <= objective.budget_ms]
+
+
+def test_fill_keeps_the_layers_the_variation_chose(problem: SyntheticProblem) -> None:
+    objective = problem.objective(budget_ratio=0.6)
+    controller = make("evolution", problem.space, objective, latency_fn=problem.latency,
+                      fill_to=1.0)
+    small = problem.space.decode(np.zeros(len(problem.space.dims), dtype=np.int64))
+    dropped = Architecture((LayerConfig.dropped(), *small.layers[1:]))
+    for start in (small, dropped):
+        if not controller.predicted_feasible(start):
+            continue
+        grown = controller.fill(start)
+        assert grown.kept_layers == start.kept_layers
+        assert problem.latency(start) <= problem.latency(grown) <= objective.budget_ms
+    assert controller.fill(small) != small
+    # Off (the default), under a soft objective, or without any latency: children as they are.
+    assert make("evolution", problem.space, objective, latency_fn=problem.latency).fill(small) == small
+    soft = problem.objective(kind="mnas", budget_ratio=0.6)
+    assert make("evolution", problem.space, soft, latency_fn=problem.latency,
+                fill_to=1.0).fill(small) == small
+
+
+@pytest.mark.parametrize("name", ["evolution", "swiftpruner"])
+def test_filled_evolution_resumes_exactly(name: str, problem: SyntheticProblem) -> None:
+    objective = problem.objective(budget_ratio=0.5)
+    options = {"population": 4, "fill_to": 0.95}
+    original = make(name, problem.space, objective, seed=5, latency_fn=problem.latency, **options)
+    history = drive(original, problem, evaluations=14, batch=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResumeDivergedWarning)
+        rebuilt = type(original).rebuild(problem.space, objective, 5, history,
+                                         latency_fn=problem.latency, **options)
+    assert rebuilt.ask(3) == original.ask(3)
+
+
+def test_swiftpruner_credits_its_mutations_through_the_fill(problem: SyntheticProblem) -> None:
+    controller = make("swiftpruner", problem.space, problem.objective(budget_ratio=0.4),
+                      latency_fn=problem.latency, population=6, fill_to=0.97)
+    drive(controller, problem, evaluations=30, batch=4)
+    assert controller._seen_improvements > 0  # records followed their children to the results
+    assert np.abs(controller._theta).sum() > 0
+
+
+@pytest.mark.parametrize("value", [0, 1.5, "most"])
+def test_fill_to_out_of_range_names_the_key(problem: SyntheticProblem, value: object) -> None:
+    with pytest.raises(SpecError, match=r"controller\.options\.fill_to"):
+        get_controller("evolution")(problem.space, problem.objective(), fill_to=value)
 
 @pytest.mark.parametrize("name", ["evolution", "swiftpruner"])
 def test_warm_start_begins_from_the_top_of_the_uniform_sweep(

@@ -107,6 +107,14 @@ class SwiftPrunerController(EvolutionController):
             self._records[arch] = record
         return arch
 
+    def fill(self, arch: Architecture) -> Architecture:
+        # The mutation's record follows the child it made, so the policy is credited with
+        # what its actions led to once the child was grown to the budget (``fill_to``).
+        filled = super().fill(arch)
+        if filled != arch and arch in self._records:
+            self._records[filled] = self._records.pop(arch)
+        return filled
+
     def _update(self, record: _Mutation, advantage: float) -> None:
         """REINFORCE: θ += lr·A·∇log π(actions), with ∇ of a masked softmax = onehot - π."""
         for action, mask in record.steps:
