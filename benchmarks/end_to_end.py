@@ -9,7 +9,8 @@ the default 2,000-step teacher of the estimation benchmark):
    and the top ``--guided-start`` importance-guided allocations (global ranking of heads and
    neurons by the teacher's importance),
    aiming ``--margin`` under the budget (``latency.margin``: room for the latency model's
-   error, so that the exported model re-measures within the budget);
+   error, so that the exported model re-measures within the budget); with ``--fill-to F``
+   its children are grown until predicted at F of that (evolution's ``fill_to``);
 2. with ``--verify K``, **verify**: the search's K best candidates within the budget are built
    and timed here (``autoprune verify``: the latency protocol, relative to dense in the same
    rounds) and the best that measures within the budget is the one exported (a profile
@@ -300,6 +301,9 @@ def one_run(store: Store, ratio: float, space: str, seed: int, args: argparse.Na
     if args.start_min_layers:
         options.update(start_min_layers=args.start_min_layers)
         tag += f"-s{args.start_min_layers}"
+    if args.fill_to is not None:  # children grown to the budget: their own jobs and exports
+        options.update(fill_to=args.fill_to)
+        tag += f"-f{args.fill_to:g}"
     searched = job_spec(f"e2e-search-{tag}", space,
                         {"name": "evolution", "evaluations": args.evaluations, "population": 8,
                          "seed": seed, "options": options},
@@ -514,6 +518,10 @@ def main() -> None:
                         help="the search's initial population keeps at least this many layers "
                              "(evolution's start_min_layers; 0: no floor, as the runs before "
                              "2026-11-27; that day's last run floored its guided start only)")
+    parser.add_argument("--fill-to", type=float, default=None, metavar="F",
+                        help="the search's children grown until predicted at this fraction of "
+                             "the budget (evolution's fill_to; default: not grown, as every run "
+                             "before 2026-12-06)")
     parser.add_argument("--margin", type=margin_option, default=DEFAULT_MARGIN,
                         help="latency.margin of the searches (fraction of the budget held back), "
                              "or auto (the latency model's held-out error)")
@@ -594,7 +602,9 @@ def main() -> None:
         for key, default in (("margin", DEFAULT_MARGIN), ("latency_model", str(LATENCY_MODEL)),
                              ("guided_start", 0), ("guided_pick", "closest"),
                              ("start_min_layers", 0), ("rungs", None), ("verify", 0),
-                             ("verify_margin", DEFAULT_VERIFY_MARGIN)):
+                             ("verify_margin", DEFAULT_VERIFY_MARGIN),
+                             ("evaluations", DEFAULT_EVALUATIONS), ("confirm", 0),
+                             ("fill_to", None)):
             earlier_value = earlier.get("settings", {}).get(key, default)
             if earlier_value != settings[key]:
                 raise SystemExit(f"--merge: {args.results} was run with --{key.replace('_', '-')} "

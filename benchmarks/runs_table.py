@@ -36,6 +36,9 @@ class RunLabel:
 
 
 RUNS: dict[str, RunLabel] = {
+    "end_to_end_intel_e24.json": RunLabel(
+        "12-06", "Intel Xeon AMX 6/167/1",
+        "as the run below, 24 candidates per search (`--evaluations 24`)"),
     "end_to_end_intel_confirm.json": RunLabel(
         "12-06", "Intel Xeon AMX 6/167/1",
         "as the verified Zen 4 run, each side's 2 best exported and the better export kept (`--confirm 2`)"),
