@@ -92,7 +92,11 @@ from transformers import get_linear_schedule_with_warmup
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from autoprune.data import Encoded, collate, encode, load_task, training_batches
-from autoprune.data.synthetic import read_sentences, synthetic_acceptability
+from autoprune.data.synthetic import (
+    acceptable_sentences,
+    read_sentences,
+    synthetic_acceptability,
+)
 from autoprune.estimate import TeacherRecipe, prepare_teacher
 from autoprune.estimate.calibrate import best_offset
 from autoprune.estimate.training import (
@@ -405,7 +409,7 @@ def run(name: str, seed: int) -> dict[str, Any]:
         record(curve, name, 0, started, {"dev": matthews(model, data.task, dev)})
     extra: dict[str, Any] = {}
     if "synthetic_steps" in variant:
-        sentences = [t[0] for t, y in zip(data.train.texts, data.train.labels) if y == 1]
+        sentences = acceptable_sentences(data.train)
         for source in variant.get("synthetic_sources", []):
             sentences += read_sentences(GLUE / source.upper())
         synthetic = synthetic_acceptability(sentences, seed)

@@ -11,10 +11,12 @@ import pytest
 from autoprune.data.synthetic import (
     EDITS,
     FLIPS,
+    acceptable_sentences,
     break_sentence,
     read_sentences,
     synthetic_acceptability,
 )
+from autoprune.data.dataset import Split
 from autoprune.errors import DataError
 
 SENTENCES = ["The sailors rode the breeze clear of the rocks.",
@@ -97,3 +99,8 @@ def test_sentences_from_a_glue_directory_and_a_text_file(tmp_path: Path) -> None
         with pytest.raises(DataError, match=message) as info:
             read_sentences(path)
         assert "\n" not in str(info.value)
+
+
+def test_acceptable_sentences_are_the_class_1_texts_in_order() -> None:
+    split = Split((("Good one.",), ("Bad bad.",), ("Also good.",)), np.array([1, 0, 1]), "t")
+    assert acceptable_sentences(split) == ["Good one.", "Also good."]

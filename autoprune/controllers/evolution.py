@@ -198,24 +198,12 @@ class EvolutionController(Controller):
         return arch
 
     def _growth_steps(self, arch: Architecture) -> list[Architecture]:
-        """The architectures one step of one coordinate of a kept layer away (either way:
-        choices are not ordered by latency, so the caller keeps the steps that cost more).
-        Dropped layers stay dropped: a layer brought back at its smallest setting costs
-        latency for little capacity, and how deep a child is stays the variation's choice."""
-        vector = self.space.encode(arch)
-        steps = []
-        for position, dim in enumerate(self.space.dims):
-            if dim.name == "keep" or not arch[dim.layer].keep:
-                continue
-            for delta in (-1, 1):
-                value = vector[position] + delta
-                if 0 <= value < dim.size:
-                    moved = vector.copy()
-                    moved[position] = value
-                    step = self.space.decode(moved)
-                    if step != arch:
-                        steps.append(step)
-        return steps
+        """The space's neighbours of ``arch`` that keep its layers (either way: choices are not
+        ordered by latency, so the caller keeps the steps that cost more). Dropped layers stay
+        dropped: a layer brought back at its smallest setting costs latency for little
+        capacity, and how deep a child is stays the variation's choice."""
+        kept = arch.kept_layers
+        return [step for step in self.space.neighbours(arch) if step.kept_layers == kept]
 
     def _initial(self, batch: list[Architecture]) -> Architecture:
         """A member of the initial population: the next warm-start model, else a random one."""

@@ -81,6 +81,11 @@ def break_sentence(sentence: str, rng: np.random.Generator, vocabulary: Sequence
     return None if broken == sentence else broken
 
 
+def acceptable_sentences(split: Split) -> list[str]:
+    """The class-1 ("acceptable") sentences of a single-sentence binary split, in its order."""
+    return [texts[0] for texts, label in zip(split.texts, split.labels, strict=True) if label == 1]
+
+
 def synthetic_acceptability(sentences: Iterable[str], seed: int, attempts: int = 5) -> Split:
     """Each sentence (label 1) beside one broken copy of it (label 0), shuffled (seeded).
 

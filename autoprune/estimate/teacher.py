@@ -29,7 +29,11 @@ from transformers import (
 )
 
 from autoprune.data import Encoded, Split, Task, TaskData, collate, encode, training_batches
-from autoprune.data.synthetic import read_sentences, synthetic_acceptability
+from autoprune.data.synthetic import (
+    acceptable_sentences,
+    read_sentences,
+    synthetic_acceptability,
+)
 from autoprune.errors import ModelError, SpecError
 from autoprune.estimate.cache import DiskCache, content_key, model_fingerprint
 from autoprune.estimate.calibrate import (
@@ -259,8 +263,7 @@ def synthetic_stage(model: nn.Module, tokenizer: Any, task: Task, train: Split,
     returned with the example count. The classifier head is kept for the task's fine-tune:
     class 1 means acceptable in both."""
     assert recipe.synthetic_steps is not None
-    sentences = [texts[0] for texts, label in zip(train.texts, train.labels) if label == 1]
-    split = synthetic_acceptability([*sentences, *extra_sentences], seed)
+    split = synthetic_acceptability([*acceptable_sentences(train), *extra_sentences], seed)
     fine_tune(model, encode(split, tokenizer, recipe.max_seq_len),
               replace(recipe, average_from=None), recipe.synthetic_steps, seed + 1, progress,
               f"teacher {task.name} (synthetic)")
