@@ -103,6 +103,18 @@ def test_measurements_are_written_and_reused_for_the_same_device() -> None:
     assert not other_batch.operators and not other_batch.architectures
 
 
+def test_a_log_told_not_to_reuse_measures_again_and_still_writes() -> None:
+    store = FakeStore()
+    fp = device_fingerprint("torch", threads=1)
+    MeasurementLog(store, fp, "torch", 1, 128, 1).record_operator(
+        OperatorKey("embeddings"), Measurement(3.0, 2.9, 3.3, rounds=9, repeats=2))
+    fresh = MeasurementLog(store, fp, "torch", 1, 128, 1, reuse=False)
+    assert not fresh.operators and not fresh.architectures
+    fresh.record_operator(OperatorKey("embeddings"), Measurement(2.4, 2.3, 2.6, rounds=9, repeats=2))
+    assert len(store.rows) == 2  # the stale figure stays stored; a later reuse takes the newest
+    assert MeasurementLog(store, fp, "torch", 1, 128, 1).operators[OperatorKey("embeddings")].median_ms == 2.4
+
+
 def test_no_store_means_nothing_is_written() -> None:
     log = MeasurementLog(None, device_fingerprint("torch", 1), "torch", 1, 128, 1)
     log.record_operator(OperatorKey("embeddings"), Measurement(1.0, 1.0, 1.0, 1, 1))

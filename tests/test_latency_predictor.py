@@ -404,3 +404,26 @@ def test_profile_writes_to_the_store_and_a_second_profile_reuses_it(device, tmp_
     second = _profile(tmp_path / "again", store=store, n_fit=12)
     assert [o.median_ms for o in second.document.operators] == [o.median_ms for o in first.document.operators]
     assert second.predict(SPACE.dense()) == pytest.approx(first.predict(SPACE.dense()))
+
+
+def test_profile_told_not_to_reuse_measures_a_faster_machine_again(device, tmp_path: Path) -> None:
+    store_module = pytest.importorskip("autoprune.store")
+    store = store_module.Store(f"sqlite:///{tmp_path / 'trials.db'}")
+    device(table_truth)
+    first = _profile(tmp_path, store=store, n_fit=12)
+
+    class Faster(synthetic_backend(table_truth)):  # the same CPU model, now a fifth faster
+        def model(self, arch: Architecture) -> Runnable:
+            return _advance(0.8 * table_truth(arch))
+
+        def operators(self, arch: Architecture) -> dict[OperatorKey, Runnable]:
+            keys = {k for i in arch.kept_layers for k in layer_keys(arch[i], SHAPE)}
+            keys |= {OperatorKey("embeddings"), OperatorKey("classifier")}
+            return {k: _advance(0.8 * op_ms(k)) for k in keys}
+
+    backends.BACKENDS["torch"] = Faster
+    reused = _profile(tmp_path / "reused", store=store, n_fit=12)
+    assert reused.dense_ms == pytest.approx(first.dense_ms)  # the stored figures, not this machine
+    fresh = _profile(tmp_path / "fresh", store=store, n_fit=12, reuse_measurements=False)
+    assert fresh.dense_ms == pytest.approx(0.8 * first.dense_ms, rel=0.02)
+    assert fresh.predict(SPACE.dense()) == pytest.approx(0.8 * first.predict(SPACE.dense()), rel=0.02)

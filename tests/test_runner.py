@@ -241,15 +241,19 @@ def test_profile_auto_profiles_again_when_this_machine_runs_dense_faster(
     own = json.loads(committed.read_text())["fingerprint"]  # the file is this device's
     monkeypatch.setattr(fingerprint_module, "device_fingerprint", lambda *args, **kwargs: own)
     calls: list[str] = []
+    reuse: list[bool] = []
 
     def fake_profile(model, backend, batch, seq_len, threads, out, **kwargs):
         calls.append("profile")
+        reuse.append(kwargs["reuse_measurements"])
         return latency.LatencyModel.load(out)
 
     monkeypatch.setattr(latency, "profile", fake_profile)
     monkeypatch.setattr(latency, "dense_speed", lambda model: calls.append("speed") or speed)
     load_or_profile_latency_model(job_spec(), quiet=True, check_speed=not resuming)
     assert calls == (["speed", "profile"] if profiles else [] if resuming else ["speed"])
+    # The store's figures of this device are as slow as the file: measured again, not reused.
+    assert reuse == ([False] if profiles else [])
 
 
 def test_run_job_tells_prepare_whether_the_job_resumes(store: Store, job_spec, monkeypatch) -> None:

@@ -233,6 +233,7 @@ def profile(
     group_size: int = 8,
     seed: int = 0,
     store: Any | None = None,
+    reuse_measurements: bool = True,
     factory: ModelFactory | None = None,
     progress: Progress | None = None,
 ) -> LatencyModel:
@@ -241,7 +242,8 @@ def profile(
     ``time_budget_s`` bounds the whole profile: the operator tables are always measured, then
     end-to-end measurements stop when the budget would be exceeded (at least
     ``MIN_FIT_MEASUREMENTS`` are required). ``store``: a trials database to write every
-    measurement to and to reuse earlier ones of this device from.
+    measurement to and, unless ``reuse_measurements`` is False, to reuse earlier ones of this
+    device from (False when this machine no longer runs at the speed they were taken at).
     """
     began = time.monotonic()
     deadline = began + time_budget_s if time_budget_s is not None else None
@@ -256,7 +258,7 @@ def profile(
         raise LatencyModelError(f"backend {backend}: sparsity-aware tables are not implemented")
     fingerprint = fp.device_fingerprint(backend, threads)
     load_before = warn_if_busy(threads)
-    log = MeasurementLog(store, fingerprint, backend, batch, seq_len, threads)
+    log = MeasurementLog(store, fingerprint, backend, batch, seq_len, threads, reuse=reuse_measurements)
     progress = progress or NullProgress()
 
     operators = measure_operators(runner, bound, protocol, log, progress)

@@ -43,13 +43,16 @@ class MeasurementLog:
     """The store side of one profile: a device id, the setting, and what is already known."""
 
     def __init__(self, store: Any | None, fingerprint: dict[str, Any], backend: str, batch: int,
-                 seq_len: int, threads: int) -> None:
+                 seq_len: int, threads: int, *, reuse: bool = True) -> None:
+        """``reuse``: start from what the store already holds for this device and setting;
+        False measures everything again (and still writes it), for figures known to be stale."""
         self.store = store
         self.setting = {"backend": backend, "batch": batch, "seq_len": seq_len, "threads": threads}
         self.device_id: int | None = store.add_device(fingerprint) if store is not None else None
         self.operators: dict[OperatorKey, Measurement] = {}
         self.architectures: dict[str, Measurement] = {}
-        self._load_known()
+        if reuse:
+            self._load_known()
 
     def _load_known(self) -> None:
         reader = getattr(self.store, "latency_measurements", None)

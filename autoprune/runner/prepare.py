@@ -97,6 +97,9 @@ def load_or_profile_latency_model(spec: JobSpec, store: Any = None, quiet: bool 
     latency = spec.latency
     path = latency.model
     existing, need_profile = _existing_latency_model(spec)
+    # The store's measurements of this device are as stale as the file when the device itself
+    # outruns them: reusing them would write the same model again.
+    stale = False
     if need_profile and existing is not None:  # profile: auto, another device
         log.warning("latency model %s was measured on another device: profiling", path)
     elif existing is not None and latency.profile == "auto" and check_speed:
@@ -107,7 +110,7 @@ def load_or_profile_latency_model(spec: JobSpec, store: Any = None, quiet: bool 
             log.warning("latency model %s: dense runs %.0f%% faster on this machine than "
                         "profiled (the same CPU model at another speed): profiling",
                         path, 100 * (1 - speed))
-            need_profile = True
+            need_profile = stale = True
     if need_profile:
         out = path or autoprune_home() / "latency_models" / (
             f"{spec.name}-{latency.backend}-b{latency.batch}-s{latency.seq_len}.json")
@@ -119,7 +122,8 @@ def load_or_profile_latency_model(spec: JobSpec, store: Any = None, quiet: bool 
 
         with nullcontext(NullProgress()) if quiet else RichProgress() as bar:
             model = profile(spec.model, latency.backend, latency.batch, latency.seq_len,
-                            latency.threads, out, store=store, progress=bar)
+                            latency.threads, out, store=store, reuse_measurements=not stale,
+                            progress=bar)
             if latency.margin == "auto":  # the margin comes from the held-out error: measure it
                 from autoprune.latency import validate
 
