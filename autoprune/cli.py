@@ -337,9 +337,15 @@ def profile(
                                        help="End-to-end measurements for the fit.")] = 100,
     time_budget: Annotated[float, typer.Option("--time-budget", min=1.0,
                                                help="Seconds of profiling at most.")] = 300.0,
+    remeasure: Annotated[bool, typer.Option(
+        "--remeasure", help="Measure everything again instead of reusing this device's "
+                            "measurements from the database (the machine changed speed).")] = False,
     db: DbOption = None,
 ) -> None:
-    """Measure this device and fit a latency model (operator tables + end-to-end correction)."""
+    """Measure this device and fit a latency model (operator tables + end-to-end correction).
+
+    With a database (--db or AUTOPRUNE_DB) every measurement is stored, and a later profile of
+    the same device measures only what is not stored yet, unless --remeasure."""
     from autoprune.latency import RichProgress, get_backend
     from autoprune.latency import profile as run_profile
 
@@ -348,7 +354,7 @@ def profile(
     with RichProgress() as bar:
         latency_model = run_profile(model, backend, batch, seq_len, threads, out_path,
                                     space=space, n_fit=n_fit, time_budget_s=time_budget,
-                                    store=store, progress=bar)
+                                    store=store, reuse_measurements=not remeasure, progress=bar)
     _print_latency_model(latency_model)
 
 

@@ -244,6 +244,27 @@ def test_profile_with_an_unknown_backend_exits_2(tmp_path: Path) -> None:
     assert not (tmp_path / "x.json").exists()
 
 
+@pytest.mark.parametrize(("flags", "reuse"), [([], True), (["--remeasure"], False)])
+def test_profile_reuses_the_databases_measurements_unless_told_to_remeasure(
+        tmp_path: Path, db: str, monkeypatch: pytest.MonkeyPatch, flags: list[str], reuse: bool) -> None:
+    import autoprune.latency as latency
+
+    seen: dict[str, Any] = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_profile(*args: Any, **kwargs: Any) -> Any:
+        seen.update(kwargs)
+        raise Stop
+
+    monkeypatch.setattr(latency, "profile", fake_profile)
+    result = runner.invoke(app, ["profile", "--model", "minilm-l6", "--out", str(tmp_path / "x.json"),
+                                 "--db", db, *flags])
+    assert seen, result.output  # reached profile(), which stopped the command there
+    assert seen["reuse_measurements"] is reuse and seen["store"] is not None
+
+
 @pytest.mark.parametrize("content", ["{not json", '{"format": "something-else"}', "[]"])
 def test_latency_validate_rejects_corrupt_or_foreign_files(tmp_path: Path, content: str) -> None:
     path = tmp_path / "model.json"
