@@ -81,3 +81,15 @@ def test_unconfirmed_gains_are_the_first_picks_exports() -> None:
             assert run["uniform_metric_at_matched_latency"] >= uniform["metric"] - 1e-9
             checked += 1
     assert checked >= 3
+
+
+def test_every_benchmark_with_results_is_in_the_readme_with_its_command() -> None:
+    # A benchmark's figures go into the README with the command that made them; the runs log
+    # (benchmarks/END_TO_END_RUNS.md) holds detail, not the only copy of a script's results.
+    readme = (BENCHMARKS.parent / "README.md").read_text()
+    results = [path.stem for path in (BENCHMARKS / "results").glob("*.json")]
+    scripts = [path.stem for path in BENCHMARKS.glob("*.py")
+               if any(stem == path.stem or stem.startswith(path.stem + "_") for stem in results)]
+    assert "end_to_end" in scripts and "remeasure_noise" in scripts
+    missing = [name for name in scripts if f"benchmarks/{name}.py" not in readme]
+    assert not missing, f"benchmarks with results but no command in the README: {missing}"
