@@ -84,17 +84,18 @@ def _advance(ms: float) -> Runnable:
     return run
 
 
-def synthetic_backend(truth):
+def synthetic_backend(truth, speed: float = 1.0):
+    """A backend whose models and operators take ``speed`` times their ``truth`` / ``op_ms``."""
     class Synthetic(Backend):
         name = "torch"
 
         def model(self, arch: Architecture) -> Runnable:
-            return _advance(truth(arch))
+            return _advance(speed * truth(arch))
 
         def operators(self, arch: Architecture) -> dict[OperatorKey, Runnable]:
             keys = {k for i in arch.kept_layers for k in layer_keys(arch[i], SHAPE)}
             keys |= {OperatorKey("embeddings"), OperatorKey("classifier")}
-            return {k: _advance(op_ms(k)) for k in keys}
+            return {k: _advance(speed * op_ms(k)) for k in keys}
     return Synthetic
 
 
@@ -412,16 +413,7 @@ def test_profile_told_not_to_reuse_measures_a_faster_machine_again(device, tmp_p
     device(table_truth)
     first = _profile(tmp_path, store=store, n_fit=12)
 
-    class Faster(synthetic_backend(table_truth)):  # the same CPU model, now a fifth faster
-        def model(self, arch: Architecture) -> Runnable:
-            return _advance(0.8 * table_truth(arch))
-
-        def operators(self, arch: Architecture) -> dict[OperatorKey, Runnable]:
-            keys = {k for i in arch.kept_layers for k in layer_keys(arch[i], SHAPE)}
-            keys |= {OperatorKey("embeddings"), OperatorKey("classifier")}
-            return {k: _advance(0.8 * op_ms(k)) for k in keys}
-
-    backends.BACKENDS["torch"] = Faster
+    backends.BACKENDS["torch"] = synthetic_backend(table_truth, speed=0.8)  # a fifth faster now
     reused = _profile(tmp_path / "reused", store=store, n_fit=12)
     assert reused.dense_ms == pytest.approx(first.dense_ms)  # the stored figures, not this machine
     fresh = _profile(tmp_path / "fresh", store=store, n_fit=12, reuse_measurements=False)
