@@ -86,10 +86,21 @@ def test_kill_9_mid_job_then_a_new_service_completes_it(assets: dict[str, Path],
     job_id = _submit(_spec(assets, tmp_path, "killed"), env)
     store = Store(db)
     first = _autoprune("serve", "--once", "--heartbeat-timeout", "3", "--poll", "0.2", env=env)
+
+    def mid_trial() -> bool:
+        trials = store.trials(job_id)
+        return (sum(t.state in ("complete", "pruned") for t in trials) >= 2
+                and any(t.state == "running" for t in trials))
+
     try:
-        _wait(lambda: sum(t.state in ("complete", "pruned") for t in store.trials(job_id)) >= 2
-              and any(t.state == "running" for t in store.trials(job_id)), 240,
-              "two finished trials and one running")
+        # The service is frozen before the state is read again and killed only if a trial is
+        # still running then: between the wait and the kill, the trial may have finished.
+        while True:
+            _wait(mid_trial, 240, "two finished trials and one running")
+            first.send_signal(signal.SIGSTOP)
+            if mid_trial():
+                break
+            first.send_signal(signal.SIGCONT)
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait()
