@@ -115,6 +115,25 @@ def test_a_log_told_not_to_reuse_measures_again_and_still_writes() -> None:
     assert MeasurementLog(store, fp, "torch", 1, 128, 1).operators[OperatorKey("embeddings")].median_ms == 2.4
 
 
+def test_figures_a_fresh_profile_did_not_reach_are_not_reused_beside_its_own() -> None:
+    store = FakeStore()
+    fp = device_fingerprint("torch", threads=1)
+    arch = Architecture.dense(2, 4)
+    stale = MeasurementLog(store, fp, "torch", 1, 128, 1)
+    stale.record_operator(OperatorKey("embeddings"), Measurement(3.0, 2.9, 3.3, rounds=9, repeats=2))
+    stale.record_operator(OperatorKey("classifier"), Measurement(0.5, 0.4, 0.6, rounds=9, repeats=2))
+    stale.record_architecture(arch, Measurement(20.0, 19.0, 22.0, rounds=9, repeats=2))
+    fresh = MeasurementLog(store, fp, "torch", 1, 128, 1, reuse=False)
+    fresh.record_operator(OperatorKey("embeddings"), Measurement(2.4, 2.3, 2.6, rounds=9, repeats=2))
+    later = MeasurementLog(store, fp, "torch", 1, 128, 1)
+    # Only the fresh epoch: the classifier and the architecture are measured again, not reused stale.
+    assert set(later.operators) == {OperatorKey("embeddings")} and not later.architectures
+    assert later.epoch == fresh.epoch > stale.epoch == ""
+    later.record_operator(OperatorKey("classifier"), Measurement(0.4, 0.4, 0.5, rounds=9, repeats=2))
+    # What a reusing profile adds joins the epoch it reused from.
+    assert MeasurementLog(store, fp, "torch", 1, 128, 1).operators[OperatorKey("classifier")].median_ms == 0.4
+
+
 def test_no_store_means_nothing_is_written() -> None:
     log = MeasurementLog(None, device_fingerprint("torch", 1), "torch", 1, 128, 1)
     log.record_operator(OperatorKey("embeddings"), Measurement(1.0, 1.0, 1.0, 1, 1))

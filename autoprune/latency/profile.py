@@ -47,7 +47,7 @@ from autoprune.latency.predictor import (
 )
 from autoprune.latency.progress import NullProgress, Progress
 from autoprune.latency.protocol import DEFAULT_PROTOCOL, Measurement, Protocol, Runnable, measure
-from autoprune.latency.records import MeasurementLog
+from autoprune.latency.records import FASTER_THAN_MEASURED, MeasurementLog
 from autoprune.latency.schema import (
     FORMAT,
     VERSION,
@@ -259,6 +259,8 @@ def profile(
     fingerprint = fp.device_fingerprint(backend, threads)
     load_before = warn_if_busy(threads)
     log = MeasurementLog(store, fingerprint, backend, batch, seq_len, threads, reuse=reuse_measurements)
+    if _stored_figures_are_stale(log, runner, bound.dense(), protocol, threads):
+        log = MeasurementLog(store, fingerprint, backend, batch, seq_len, threads, reuse=False)
     progress = progress or NullProgress()
 
     operators = measure_operators(runner, bound, protocol, log, progress)
@@ -300,6 +302,24 @@ def profile(
     if out is not None:
         model.save(out)
     return model
+
+
+def _stored_figures_are_stale(log: MeasurementLog, runner: Backend, dense: Architecture,
+                              protocol: Protocol, threads: int) -> bool:
+    """Whether this machine outruns the store's figures of its device (one dense measurement,
+    with the profile's own protocol, against the stored dense). Two machines of one CPU model
+    share a fingerprint and can differ by a fifth; reused figures would then profile the
+    slower one again."""
+    stored = log.architectures.get(dense.hash)
+    if stored is None:
+        return False
+    now = measure({"dense": runner.model(dense)}, protocol, threads=threads)["dense"].median_ms
+    if now >= (1 - FASTER_THAN_MEASURED) * stored.median_ms:
+        return False
+    logger.warning("dense runs %.0f%% faster than the stored measurements of this device "
+                   "(%.2f ms against %.2f): measuring afresh", 100 * (1 - now / stored.median_ms),
+                   now, stored.median_ms)
+    return True
 
 
 def fit_predictors(table: OperatorTable, space: SearchSpace, archs: Sequence[Architecture],

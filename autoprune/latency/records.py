@@ -5,6 +5,11 @@ written to its latency-measurements table under the device's fingerprint, and a 
 on the same device, backend, batch, sequence length and thread count reuses the figures that
 are already there instead of measuring them again.
 
+A profile told not to reuse (the figures are known to be stale: the machine got faster) opens a
+new *epoch*, stamped on every figure it writes; reuse then takes only the newest epoch's figures.
+Without it, an operator or architecture the fresh profile did not reach (its time budget ran
+out) would come back at the stale speed beside fresh ones.
+
 The store is duck-typed (``autoprune.store.Store``): ``add_device(fingerprint) -> int``,
 ``add_latency_measurement(...)`` and, for reuse, ``latency_measurements(...)`` returning rows
 with the same fields. A store without the reading method is only written to.
@@ -13,6 +18,7 @@ with the same fields. A store without the reading method is only written to.
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 from autoprune.latency.operators import OperatorKey
@@ -20,6 +26,10 @@ from autoprune.latency.protocol import Measurement
 from autoprune.space import Architecture
 
 log = logging.getLogger(__name__)
+
+# Stored figures are stale when the dense model now runs this much faster than they say: the
+# same CPU model (same fingerprint) at another speed. Only faster: load only slows a machine.
+FASTER_THAN_MEASURED = 0.10
 
 
 def parse_operator_label(label: str) -> OperatorKey | None:
@@ -39,6 +49,10 @@ def _field(row: Any, name: str) -> Any:
     return row.get(name) if isinstance(row, dict) else getattr(row, name, None)
 
 
+def _epoch(row: Any) -> str:
+    return str((_field(row, "extra") or {}).get("epoch", ""))
+
+
 class MeasurementLog:
     """The store side of one profile: a device id, the setting, and what is already known."""
 
@@ -51,14 +65,22 @@ class MeasurementLog:
         self.device_id: int | None = store.add_device(fingerprint) if store is not None else None
         self.operators: dict[OperatorKey, Measurement] = {}
         self.architectures: dict[str, Measurement] = {}
+        # Figures written before epochs existed are epoch "" (the oldest); ISO stamps sort in time.
+        self.epoch = ""
         if reuse:
             self._load_known()
+        else:
+            self.epoch = datetime.now(UTC).isoformat()
 
     def _load_known(self) -> None:
         reader = getattr(self.store, "latency_measurements", None)
         if reader is None:
             return
-        for row in reader(device_id=self.device_id, **self.setting):  # oldest first: newest wins
+        rows = list(reader(device_id=self.device_id, **self.setting))
+        self.epoch = max((_epoch(row) for row in rows), default="")
+        for row in rows:  # oldest first: newest wins
+            if _epoch(row) != self.epoch:  # superseded by a fresh profile
+                continue
             median = float(_field(row, "median_ms"))
             measurement = Measurement(
                 median_ms=median, p10_ms=float(_field(row, "p10_ms") or median),
@@ -89,5 +111,6 @@ class MeasurementLog:
         self.store.add_latency_measurement(
             device_id=self.device_id, **self.setting, median_ms=measurement.median_ms,
             p10_ms=measurement.p10_ms, p90_ms=measurement.p90_ms, rounds=measurement.rounds,
-            extra={"repeats": measurement.repeats, "remeasured": measurement.remeasured}, **what,
+            extra={"repeats": measurement.repeats, "remeasured": measurement.remeasured,
+                   "epoch": self.epoch}, **what,
         )

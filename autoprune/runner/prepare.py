@@ -33,12 +33,6 @@ if TYPE_CHECKING:  # the estimators import torch; the runner's head process need
 
 log = logging.getLogger(__name__)
 
-# profile: auto profiles again when dense runs this much faster than the latency model says:
-# the same CPU model at another speed (fingerprints match). Only faster: a busy machine reads
-# slower, and that is the export's DriftGuard's business, not a reason to profile.
-FASTER_THAN_PROFILED = 0.10
-
-
 def autoprune_home() -> Path:
     """``AUTOPRUNE_HOME`` or ``~/.autoprune``: the default database, caches and work files."""
     home = Path(os.environ.get("AUTOPRUNE_HOME", Path.home() / ".autoprune")).expanduser()
@@ -104,9 +98,12 @@ def load_or_profile_latency_model(spec: JobSpec, store: Any = None, quiet: bool 
         log.warning("latency model %s was measured on another device: profiling", path)
     elif existing is not None and latency.profile == "auto" and check_speed:
         from autoprune.latency import dense_speed
+        from autoprune.latency.records import FASTER_THAN_MEASURED
 
+        # Only faster: a busy machine reads slower, and that is the export's DriftGuard's
+        # business, not a reason to profile.
         speed = dense_speed(existing)
-        if speed < 1 - FASTER_THAN_PROFILED:
+        if speed < 1 - FASTER_THAN_MEASURED:
             log.warning("latency model %s: dense runs %.0f%% faster on this machine than "
                         "profiled (the same CPU model at another speed): profiling",
                         path, 100 * (1 - speed))
