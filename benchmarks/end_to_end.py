@@ -51,21 +51,29 @@ side exported only its first pick (the search's verified best, the baseline's be
 estimate), both read from the confirmed exports, so that the two protocols are compared on
 the same models.
 
-    python benchmarks/end_to_end.py                        # 2 budgets x 3 seeds
-    python benchmarks/end_to_end.py --seeds 0 --budgets 0.5:bert-structured
-    python benchmarks/end_to_end.py --finetune-seeds --results benchmarks/results/end_to_end_fs.json
+The defaults are the settings of the runs that met the targets (24 candidates per search, one
+400-step estimate each, 5 verified, the 2 best of each side exported with 2,000 steps, the
+margin from the latency model's held-out error, this machine profiled first, each seed also
+seeding the fine-tunes); the first runs' settings are in ``FIRST_SETTINGS``.
+
+    python benchmarks/end_to_end.py --phase search    # the searches (no quiet machine needed)
+    python benchmarks/end_to_end.py                   # then the rest: 2 budgets x 3 seeds
+    python benchmarks/end_to_end.py --seeds 1 --budgets 0.5:bert-structured --merge
     python benchmarks/end_to_end.py --rungs 50,100    # ASHA's first cut after 50 steps, at the median
 
-``--latency-model here`` profiles this machine first (``latency.profile: auto`` on a file
-under ``$AUTOPRUNE_HOME``: the first job measures it, about 1.5 minutes on a Zen 4, and
-validates it for ``--margin auto``; later jobs on the same machine reuse it, unless dense runs
-more than 10% faster than it, when that job profiles again and the runs after it are budgeted
-with the new file) instead of using the committed latency model of ``latency_models/``. Two
-machines of one CPU model share a fingerprint and can still run at different speeds (a Zen 4
-ran dense 14-28% faster than another Zen 4's profile), which a profile of another machine
-cannot know.
+On an Intel Xeon (2 cores) each search takes 10-30 min and each run's verification, exports
+and baseline about 20 min: about 4 hours for both budgets and three seeds, plus the teacher.
 
-Without ``--finetune-seeds`` only the controller's seed changes between seeds and every
+``--latency-model here`` (the default) profiles this machine first (``latency.profile: auto``
+on a file under ``$AUTOPRUNE_HOME``: the first job measures it, about 1.5 minutes on a Zen 4,
+and validates it for ``--margin auto``; later jobs on the same machine reuse it, unless dense
+runs more than 10% faster than it, when that job profiles again and the runs after it are
+budgeted with the new file); ``--latency-model latency_models/this-cpu-torch-b1-s128.json``
+uses the committed one. Two machines of one CPU model share a fingerprint and can still run
+at different speeds (a Zen 4 ran dense 14-28% faster than another Zen 4's profile), which a
+profile of another machine cannot know.
+
+With ``--no-finetune-seeds`` only the controller's seed changes between seeds and every
 fine-tune (search, exports, uniform baseline) runs at seed 0, so two seeds that pick the same
 architecture report the same accuracy to the last digit, and the median over seeds does not
 sample training noise (about a point for one 1,000-step export: ``selection_fidelity.py
@@ -109,12 +117,19 @@ OWNER = "end-to-end-benchmark"
 EXPORTS = autoprune_home() / "benchmarks" / "end_to_end"
 # --latency-model here: profiled on this machine by the first job that needs it.
 HERE_LATENCY_MODEL = autoprune_home() / "benchmarks" / "latency-model-here-torch-b1-s128.json"
-DEFAULT_EXPORT_STEPS = 1000
-DEFAULT_EVALUATIONS = 16
-DEFAULT_MARGIN: float | str = 0.03
 # --verify-margin: the median difference of two measurement passes over the same models on an
 # Intel Xeon (1.9%), room for the export's own measurement noise.
 DEFAULT_VERIFY_MARGIN = 0.02
+# The settings of the first runs (2026-11). A setting at its first value adds nothing to the
+# names of a run's jobs and exports, and results written before an option existed ran with its
+# first value. The defaults of the options moved on since (to the settings of the runs that
+# met the targets) without renaming the jobs and exports of the runs before.
+FIRST_SETTINGS: dict[str, Any] = {
+    "evaluations": 16, "margin": 0.03, "export_steps": 1000, "latency_model": str(LATENCY_MODEL),
+    "guided_start": 0, "guided_pick": "closest", "start_min_layers": 0, "rungs": None,
+    "verify": 0, "verify_margin": DEFAULT_VERIFY_MARGIN, "confirm": 0, "fill_to": None,
+    "finetune_seeds": False,
+}
 # What must match for --merge to put two sessions' runs in one result (a subset of the
 # fingerprint's compared keys, so fingerprint.differences compares exactly these).
 MERGE_DEVICE_KEYS = ("cpu_model", "cpu_id", "isa", "libraries")
@@ -277,17 +292,19 @@ def on_profile_scale(report: dict[str, Any]) -> float:
     return float(report["stored_latency_ms"])
 
 
-def one_run(store: Store, ratio: float, space: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
+def search_tag(space: str, ratio: float, seed: int, args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    """The name of a run's search job after ``e2e-search-`` (its exports' folder starts with
+    it) and the evolution's options. Each setting that differs from its first value
+    (``FIRST_SETTINGS``) adds to the name: another setting, other jobs and exports."""
     tag = f"{space}-{ratio:g}-s{seed}"
-    if args.evaluations != DEFAULT_EVALUATIONS:  # its own jobs and exports beside the default
+    if args.evaluations != FIRST_SETTINGS["evaluations"]:
         tag += f"-e{args.evaluations}"
-    if args.margin != DEFAULT_MARGIN:
+    if args.margin != FIRST_SETTINGS["margin"]:
         tag += f"-m{args.margin}"
     tag += rungs_tag(args)  # other rungs: other trials, their own jobs and exports
     # --finetune-seeds: the run's seed also reseeds the fine-tunes of the search, its exports
     # and its uniform baseline (the teacher stays seed 0's), so the seeds sample training
     # noise; their own jobs and exports.
-    finetune_seed = seed if args.finetune_seeds else None
     if args.finetune_seeds:
         tag += "-fs"
     if args.latency_model == HERE_LATENCY_MODEL:  # other budgets: their own jobs and exports
@@ -304,6 +321,12 @@ def one_run(store: Store, ratio: float, space: str, seed: int, args: argparse.Na
     if args.fill_to is not None:  # children grown to the budget: their own jobs and exports
         options.update(fill_to=args.fill_to)
         tag += f"-f{args.fill_to:g}"
+    return tag, options
+
+
+def one_run(store: Store, ratio: float, space: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
+    tag, options = search_tag(space, ratio, seed, args)
+    finetune_seed = seed if args.finetune_seeds else None
     searched = job_spec(f"e2e-search-{tag}", space,
                         {"name": "evolution", "evaluations": args.evaluations, "population": 8,
                          "seed": seed, "options": options},
@@ -326,7 +349,7 @@ def one_run(store: Store, ratio: float, space: str, seed: int, args: argparse.Na
     if args.confirm:  # another pick, so another uniform baseline: their own jobs and exports
         tag += f"-c{args.confirm}"
     # Exports with another number of steps live beside the default ones (the jobs are shared).
-    exports = EXPORTS / tag / ("" if args.export_steps == DEFAULT_EXPORT_STEPS
+    exports = EXPORTS / tag / ("" if args.export_steps == FIRST_SETTINGS["export_steps"]
                                else f"steps-{args.export_steps}")
     verified = None
     if args.verify:
@@ -351,7 +374,7 @@ def one_run(store: Store, ratio: float, space: str, seed: int, args: argparse.Na
                                  args.export_steps, report_only)
     front = [row for row in rows if row.on_front and row.feasible and row.state == "complete"]
     others = [row for row in sorted(front, key=lambda r: -r.metric) if row.number != best.number]
-    if args.front is not None:
+    if args.front is not None and args.front > 0:
         others = others[: args.front - 1]
     front_reports = [report] + [
         export_or_reuse(store, job_id, row.number, exports / f"front-{row.number}", None, report_only)
@@ -491,21 +514,25 @@ def seconds_taken(args: argparse.Namespace, elapsed: float, kept_earlier: bool,
     return round(elapsed + ((earlier_seconds or 0.0) if kept_earlier else 0.0), 1)
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The options; their defaults are the settings of the runs that met the targets (an
+    Intel Xeon's 0.3x run and its 0.5x run, ``end_to_end_intel_e24*.json``)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budgets", default="0.5:bert-structured,0.3:bert-int8",
                         help="comma-separated RATIO:SPACE")
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--evaluations", type=int, default=DEFAULT_EVALUATIONS,
+    parser.add_argument("--evaluations", type=int, default=24,
                         help="candidates each search evaluates (other values: their own jobs)")
     parser.add_argument("--steps", type=int, default=100,
                         help="cheap estimate steps (rungs: a quarter of them, then all)")
-    parser.add_argument("--rungs", type=rungs_option, default=None, metavar="A,B[,C...]",
-                        help="ASHA's rungs in steps instead (geometric; the ratio is ASHA's eta "
-                             "and the last rung the estimate's steps): 50,100 cuts at the median "
-                             "after 50 steps; 50,100,200 trains the best quarter to 200")
+    parser.add_argument("--rungs", type=rungs_option, default=[400], metavar="A[,B...]",
+                        help="ASHA's rungs in steps (geometric; the ratio is ASHA's eta and the "
+                             "last rung the estimate's steps; default 400: one rung, every "
+                             "candidate estimated with 400 steps): 50,100 cuts at the median "
+                             "after 50 steps; 50,100,200 trains the best quarter to 200; "
+                             "25,100 are the first runs' (a quarter of --steps, then --steps)")
     parser.add_argument("--eval-samples", type=int, default=None)
-    parser.add_argument("--export-steps", type=int, default=DEFAULT_EXPORT_STEPS)
+    parser.add_argument("--export-steps", type=int, default=2000)
     parser.add_argument("--warm-start", type=int, default=4,
                         help="initial-population members taken from the top of the uniform sweep")
     parser.add_argument("--guided-start", type=int, default=2,
@@ -522,31 +549,33 @@ def main() -> None:
                         help="the search's children grown until predicted at this fraction of "
                              "the budget (evolution's fill_to; default: not grown, as every run "
                              "before 2026-12-06)")
-    parser.add_argument("--margin", type=margin_option, default=DEFAULT_MARGIN,
+    parser.add_argument("--margin", type=margin_option, default="auto",
                         help="latency.margin of the searches (fraction of the budget held back), "
                              "or auto (the latency model's held-out error)")
-    parser.add_argument("--latency-model", type=latency_model_option, default=LATENCY_MODEL,
+    parser.add_argument("--latency-model", type=latency_model_option, default=HERE_LATENCY_MODEL,
                         help="the latency model of every job: a file, or here (profile this "
-                             "machine first; default: the committed this-cpu model)")
+                             "machine first; the default)")
     parser.add_argument("--uniform-evaluations", type=int, default=4)
-    parser.add_argument("--verify", type=int, default=0, metavar="K",
+    parser.add_argument("--verify", type=int, default=5, metavar="K",
                         help="measure the search's K best candidates within the budget here "
-                             "(`autoprune verify`) and export the best that fits (0: the best "
-                             "by prediction, unmeasured)")
+                             "(`autoprune verify`) and export the best that fits (default 5; "
+                             "0: the best by prediction, unmeasured)")
     parser.add_argument("--verify-margin", type=float, default=DEFAULT_VERIFY_MARGIN, metavar="F",
                         help="--verify: a candidate fits under the budget less F (default 0.02: "
                              "the median difference of two measurement passes over the same "
                              "models on an Intel Xeon, 1.9%%)")
-    parser.add_argument("--finetune-seeds", action="store_true",
+    parser.add_argument("--finetune-seeds", action=argparse.BooleanOptionalAction, default=True,
                         help="each run's seed also seeds its fine-tunes (estimate.finetune_seed), "
-                             "for the search and its uniform baseline alike; default: the "
-                             "controller's seed only, every fine-tune at seed 0")
-    parser.add_argument("--confirm", type=int, default=0, metavar="C",
+                             "for the search and its uniform baseline alike (the default); "
+                             "--no-finetune-seeds: the controller's seed only, every fine-tune "
+                             "at seed 0")
+    parser.add_argument("--confirm", type=int, default=2, metavar="C",
                         help="export the C best candidates of the search and of the uniform "
                              "baseline with --export-steps and keep each side's best export "
-                             "(autoprune export --confirm; default 0: the best by the search)")
-    parser.add_argument("--front", type=int, default=None,
-                        help="at most this many feasible front members exported per run (default: all)")
+                             "(autoprune export --confirm; default 2; 0: the best by the search)")
+    parser.add_argument("--front", type=int, default=1,
+                        help="at most this many feasible front members exported per run "
+                             "(default 1: the kept model; 0 or less: all)")
     parser.add_argument("--results", type=Path, default=RESULTS, help="where the JSON goes")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of the fine-tunes")
     parser.add_argument("--merge", action="store_true",
@@ -554,6 +583,11 @@ def main() -> None:
                              "invocation does not run (each marked from_earlier_results)")
     parser.add_argument("--phase", choices=["search", "export", "all", "report"], default="all",
                         help="report: write the results of the runs done so far, run nothing")
+    return parser
+
+
+def main() -> None:
+    parser = build_parser()
     args = parser.parse_args()
     if args.confirm < 0:
         parser.error(f"--confirm {args.confirm}: must be >= 0")
@@ -596,19 +630,16 @@ def main() -> None:
         if earlier.get("settings", {}).get("finetune_seeds", False) != args.finetune_seeds:
             raise SystemExit(f"--merge: {args.results} was run "
                              f"{'with' if not args.finetune_seeds else 'without'} --finetune-seeds")
-        # Results written before an option existed ran with what is now its default (the
-        # guided start's options are the exception: before they existed, runs had none, then
-        # picked the closest allocations with no floor).
-        for key, default in (("margin", DEFAULT_MARGIN), ("latency_model", str(LATENCY_MODEL)),
-                             ("guided_start", 0), ("guided_pick", "closest"),
-                             ("start_min_layers", 0), ("rungs", None), ("verify", 0),
-                             ("verify_margin", DEFAULT_VERIFY_MARGIN),
-                             ("evaluations", DEFAULT_EVALUATIONS), ("confirm", 0),
-                             ("fill_to", None)):
-            earlier_value = earlier.get("settings", {}).get(key, default)
-            if earlier_value != settings[key]:
+        # Results written before an option existed ran with its first value.
+        for key, first in FIRST_SETTINGS.items():
+            if key in ("export_steps", "finetune_seeds"):  # per run / checked above
+                continue
+            earlier_value, value = earlier.get("settings", {}).get(key, first), settings[key]
+            if key == "rungs":  # none given: the first runs' rungs
+                earlier_value, value = earlier_value or default_rungs(args), value or default_rungs(args)
+            if earlier_value != value:
                 raise SystemExit(f"--merge: {args.results} was run with --{key.replace('_', '-')} "
-                                 f"{earlier_value}, not {settings[key]}")
+                                 f"{earlier_value}, not {value}")
         done = {(run["budget_ratio"], run["seed"]) for run in runs}
         runs += [{**run, "from_earlier_results": True} for run in earlier["runs"]
                  if (run["budget_ratio"], run["seed"]) not in done]

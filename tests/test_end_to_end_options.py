@@ -1,0 +1,58 @@
+"""benchmarks/end_to_end.py's options: its defaults are the settings of the runs that met the
+targets, and moving the defaults did not rename the jobs of the runs before."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+# Settings that say which runs, where they go and how: not what a run is.
+NOT_SETTINGS = {"budgets", "seeds", "merge", "phase", "threads", "results"}
+
+
+@pytest.fixture(scope="module")
+def end_to_end() -> ModuleType:
+    if str(BENCHMARKS) not in sys.path:  # it imports its siblings by name, as a script
+        sys.path.insert(0, str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location("end_to_end", BENCHMARKS / "end_to_end.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_defaults_are_the_settings_of_the_runs_that_met_the_targets(end_to_end: ModuleType) -> None:
+    defaults = vars(end_to_end.build_parser().parse_args([]))
+    recorded = json.loads((BENCHMARKS / "results" / "end_to_end_intel_e24.json").read_text())["settings"]
+    for key, value in defaults.items():
+        if key in NOT_SETTINGS:
+            continue
+        ran = recorded.get(key, end_to_end.FIRST_SETTINGS.get(key))
+        if key == "latency_model":  # under the home of the machine that ran it
+            assert Path(ran).name == Path(value).name == end_to_end.HERE_LATENCY_MODEL.name
+        else:
+            assert ran == value, key
+
+
+def test_the_default_runs_have_the_job_names_of_the_runs_that_met_the_targets(end_to_end: ModuleType) -> None:
+    defaults = end_to_end.build_parser().parse_args([])
+    tag, options = end_to_end.search_tag("bert-structured", 0.5, 0, defaults)
+    assert tag == "bert-structured-0.5-s0-e24-mauto-r400-fs-here-g2-i-s4"
+    assert options == {"warm_start": 4, "guided_start": 2, "guided_pick": "importance", "start_min_layers": 4}
+
+
+def test_the_first_settings_name_a_run_by_budget_and_seed_alone(end_to_end: ModuleType) -> None:
+    first = end_to_end.FIRST_SETTINGS
+    args = end_to_end.build_parser().parse_args([
+        "--evaluations", str(first["evaluations"]), "--margin", str(first["margin"]),
+        "--latency-model", first["latency_model"], "--guided-start", "0",
+        "--start-min-layers", "0", "--rungs", "25,100", "--verify", "0", "--confirm", "0",
+        "--no-finetune-seeds"])
+    tag, options = end_to_end.search_tag("bert-int8", 0.3, 1, args)
+    assert tag == "bert-int8-0.3-s1" and options == {"warm_start": 4}
