@@ -51,10 +51,11 @@ side exported only its first pick (the search's verified best, the baseline's be
 estimate), both read from the confirmed exports, so that the two protocols are compared on
 the same models.
 
-The defaults are the settings of the runs that met the targets (24 candidates per search, one
+The defaults are the settings of the Intel 24-candidate runs (24 candidates per search, one
 400-step estimate each, 5 verified, the 2 best of each side exported with 2,000 steps, the
 margin from the latency model's held-out error, this machine profiled first, each seed also
-seeding the fine-tunes); the first runs' settings are in ``FIRST_SETTINGS``.
+seeding the fine-tunes: every target met at 0.3x, all but the gain at 0.5x); the first runs'
+settings are in ``FIRST_SETTINGS``.
 
     python benchmarks/end_to_end.py --phase search    # the searches (no quiet machine needed)
     python benchmarks/end_to_end.py                   # then the rest: 2 budgets x 3 seeds
@@ -122,8 +123,8 @@ HERE_LATENCY_MODEL = autoprune_home() / "benchmarks" / "latency-model-here-torch
 DEFAULT_VERIFY_MARGIN = 0.02
 # The settings of the first runs (2026-11). A setting at its first value adds nothing to the
 # names of a run's jobs and exports, and results written before an option existed ran with its
-# first value. The defaults of the options moved on since (to the settings of the runs that
-# met the targets) without renaming the jobs and exports of the runs before.
+# first value. The defaults of the options moved on since (to the settings of the Intel
+# 24-candidate runs) without renaming the jobs and exports of the runs before.
 FIRST_SETTINGS: dict[str, Any] = {
     "evaluations": 16, "margin": 0.03, "export_steps": 1000, "latency_model": str(LATENCY_MODEL),
     "guided_start": 0, "guided_pick": "closest", "start_min_layers": 0, "rungs": None,
@@ -515,8 +516,8 @@ def seconds_taken(args: argparse.Namespace, elapsed: float, kept_earlier: bool,
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The options; their defaults are the settings of the runs that met the targets (an
-    Intel Xeon's 0.3x run and its 0.5x run, ``end_to_end_intel_e24*.json``)."""
+    """The options; their defaults are the settings of an Intel Xeon's 24-candidate runs
+    (``end_to_end_intel_e24*.json``: every target met at 0.3x, all but the gain at 0.5x)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budgets", default="0.5:bert-structured,0.3:bert-int8",
                         help="comma-separated RATIO:SPACE")
@@ -524,7 +525,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--evaluations", type=int, default=24,
                         help="candidates each search evaluates (other values: their own jobs)")
     parser.add_argument("--steps", type=int, default=100,
-                        help="cheap estimate steps (rungs: a quarter of them, then all)")
+                        help="the first runs' estimate steps, whose rungs (a quarter of them, "
+                             "then all) add nothing to job names; the estimate runs to the "
+                             "last of --rungs")
     parser.add_argument("--rungs", type=rungs_option, default=[400], metavar="A[,B...]",
                         help="ASHA's rungs in steps (geometric; the ratio is ASHA's eta and the "
                              "last rung the estimate's steps; default 400: one rung, every "
