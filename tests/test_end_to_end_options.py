@@ -4,28 +4,20 @@ runs before."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from benchmark_scripts import BENCHMARKS, load_benchmark
 
-BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 # Settings that say which runs, where they go and how: not what a run is.
 NOT_SETTINGS = {"budgets", "seeds", "merge", "phase", "threads", "results"}
 
 
 @pytest.fixture(scope="module")
 def end_to_end() -> ModuleType:
-    if str(BENCHMARKS) not in sys.path:  # it imports its siblings by name, as a script
-        sys.path.insert(0, str(BENCHMARKS))
-    spec = importlib.util.spec_from_file_location("end_to_end", BENCHMARKS / "end_to_end.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("end_to_end")
 
 
 @pytest.mark.parametrize("results", ["end_to_end_intel_e24.json", "end_to_end_intel_e24_half.json"])

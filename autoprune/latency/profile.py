@@ -260,7 +260,7 @@ def profile(
     load_before = warn_if_busy(threads)
     log = MeasurementLog(store, fingerprint, backend, batch, seq_len, threads, reuse=reuse_measurements)
     if _stored_figures_are_stale(log, runner, bound.dense(), protocol, threads):
-        log = MeasurementLog(store, fingerprint, backend, batch, seq_len, threads, reuse=False)
+        log.supersede()
     progress = progress or NullProgress()
 
     operators = measure_operators(runner, bound, protocol, log, progress)

@@ -70,7 +70,14 @@ class MeasurementLog:
         if reuse:
             self._load_known()
         else:
-            self.epoch = datetime.now(UTC).isoformat()
+            self.supersede()
+
+    def supersede(self) -> None:
+        """Set aside what was reused and open a new epoch: the figures written from now on
+        replace the stored ones for every later reuse."""
+        self.operators.clear()
+        self.architectures.clear()
+        self.epoch = datetime.now(UTC).isoformat()
 
     def _load_known(self) -> None:
         reader = getattr(self.store, "latency_measurements", None)
