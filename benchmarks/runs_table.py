@@ -36,6 +36,9 @@ class RunLabel:
 
 
 RUNS: dict[str, RunLabel] = {
+    "end_to_end_zen3_fill.json": RunLabel(
+        "12-06", "Zen 3",
+        "as the run below, children grown to 97% of the budget (`--fill-to 0.97`); seed 0 only"),
     "end_to_end_intel_e24_half.json": RunLabel(
         "12-06", "Intel Xeon AMX 6/167/1",
         "as the Intel 24-candidate run, at 0.5× (`bert-structured`), seeds 0–2"),
