@@ -1,4 +1,17 @@
-"""Would a better pick have paid at 0.3x? The 0.3x candidates trained as exports, per seed.
+"""Would a better pick have paid? A run's candidates trained as exports, per seed.
+
+``--budget 0.3`` (the default) trains the 0.3x candidates below; ``--budget 0.5`` those of
+the 0.5x run with children grown to the budget (``end_to_end_zen3_fill.json``, seed 0):
+
+* ``guided``: the importance-guided start ``h8/f1 h6/f0.9 h6/f0.7 h6/f0.2 - -`` (trial 5),
+  third by its 400-step estimate (0.8830), verified within the budget and not exported by
+  ``--confirm 2``; exported afterwards at 0.8956;
+* ``grown-kept`` and ``grown-first``: the grown children the estimate put second and first
+  (trials 16 and 15, 0.8853 and 0.8865 at 400 steps), exported at 0.8865 (kept) and 0.8830;
+* ``uniform-matched``: ``h10/f0.5`` in four layers, the uniform baseline kept (0.8899).
+
+Are the grown children worse after export, or was seed 0 one draw? Results of ``--budget
+0.5`` go to ``benchmarks/results/pick_at_export_half.json``.
 
 In the Zen 4 verified run (``end_to_end_zen4_verified.json``, 0.3x dense with int8, three
 seeds, fine-tune seed = run seed) every search began from the same starting members and
@@ -43,6 +56,7 @@ import argparse
 import json
 import os
 import statistics
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,21 +69,41 @@ from shallow_start import train_through
 from autoprune.estimate import build_estimator
 from autoprune.latency.fingerprint import device_fingerprint
 
-RESULTS = Path(__file__).resolve().parent / "results" / "pick_at_export.json"
-ROLES = {
-    "guided": "h8/f1/b8 h6/f1/b8 h6/f0.8/b8 h6/f0.4/b8 - -",
-    "uniform-matched": "h4/f1/b8 h4/f1/b8 h4/f1/b8 h4/f1/b8 - -",
-    "uniform-start": "h4/f0.8/b8 h4/f0.8/b8 h4/f0.8/b8 h4/f0.8/b8 h4/f0.8/b8 -",
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """One end-to-end run's candidates: the space its spec names and where results go."""
+
+    space: str
+    results: Path
+    roles: dict[str, str]
+
+
+BUDGETS = {
+    0.3: Candidates("bert-int8", RESULTS_DIR / "pick_at_export.json", {
+        "guided": "h8/f1/b8 h6/f1/b8 h6/f0.8/b8 h6/f0.4/b8 - -",
+        "uniform-matched": "h4/f1/b8 h4/f1/b8 h4/f1/b8 h4/f1/b8 - -",
+        "uniform-start": "h4/f0.8/b8 h4/f0.8/b8 h4/f0.8/b8 h4/f0.8/b8 h4/f0.8/b8 -",
+    }),
+    0.5: Candidates("bert-structured", RESULTS_DIR / "pick_at_export_half.json", {
+        "guided": "h8/f1 h6/f0.9 h6/f0.7 h6/f0.2 - -",
+        "grown-kept": "h2/f1 h10/f0.8 h6/f0.8 h6/f0.3 - -",
+        "uniform-matched": "h10/f0.5 h10/f0.5 h10/f0.5 h10/f0.5 - -",
+        "grown-first": "h2/f1 h6/f1 h6/f0.7 h6/f0.4 - -",
+    }),
 }
+ROLES = BUDGETS[0.3].roles
 RUNG = 400
 EXPORT_STEPS = 2000
 
 
-def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+def summarise(runs: list[dict[str, Any]], roles: dict[str, str] = ROLES) -> dict[str, Any]:
     final = {(run["role"], run["seed"]): run["accuracy"] for run in runs
              if run["steps"] == EXPORT_STEPS}
     per_role = {}
-    for role in ROLES:
+    for role in roles:
         seeds = {seed: value for (r, seed), value in sorted(final.items()) if r == role}
         if seeds:
             per_role[role] = {"by_seed": seeds, "mean": round(statistics.fmean(seeds.values()), 4)}
@@ -82,31 +116,42 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def main() -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--roles", nargs="+", choices=sorted(ROLES), default=list(ROLES))
+    parser.add_argument("--budget", type=float, choices=sorted(BUDGETS), default=0.3,
+                        help="whose candidates: the 0.3x run's (default) or the 0.5x run's")
+    parser.add_argument("--roles", nargs="+",
+                        help="default: every role of the budget's run")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
+    candidates = BUDGETS[args.budget]
+    roles = args.roles or list(candidates.roles)
+    unknown = sorted(set(roles) - set(candidates.roles))
+    if unknown:
+        parser.error(f"--roles: {', '.join(unknown)} not among the {args.budget:g}x run's "
+                     f"({', '.join(candidates.roles)})")
     cpu = device_fingerprint("torch", args.threads)["cpu_id"]
     settings = argparse.Namespace(rungs=[RUNG], steps=RUNG, eval_samples=None,
                                   threads=args.threads, latency_model=LATENCY_MODEL)
     # Seed-major: the first seeds of every role come before later seeds of any.
     for seed in args.seeds:
         # The latency model only budgets the spec (nothing is searched): the committed one.
-        spec = job_spec("pick-at-export", "bert-int8", {"name": "random", "evaluations": 1},
-                        {"budget_ratio": 0.3}, settings, finetune_seed=seed)
+        spec = job_spec("pick-at-export", candidates.space, {"name": "random", "evaluations": 1},
+                        {"budget_ratio": args.budget}, settings, finetune_seed=seed)
         finetune = build_estimator(spec, threads=args.threads, progress=False)
         finetune = getattr(finetune, "finetune", finetune)
-        for role in args.roles:
-            new = train_through(finetune, ROLES[role], (RUNG,), (EXPORT_STEPS - RUNG,),
+        for role in roles:
+            new = train_through(finetune, candidates.roles[role], (RUNG,), (EXPORT_STEPS - RUNG,),
                                 role=role, seed=seed, cpu=cpu, threads=args.threads)
             # Read and written per run, so that a run cut short keeps what finished.
-            result = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"runs": []}
+            path = candidates.results
+            result = json.loads(path.read_text()) if path.is_file() else {"runs": []}
             runs = [run for run in result["runs"]
                     if (run["role"], run["seed"]) != (role, seed)] + new
             result = {**result, "runs": runs, "rung": RUNG, "export_steps": EXPORT_STEPS,
-                      "architectures": ROLES, "summary": {**result.get("summary", {}),
-                                                          **summarise(runs)}}
-            RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+                      "budget_ratio": args.budget, "architectures": candidates.roles,
+                      "summary": {**result.get("summary", {}),
+                                  **summarise(runs, candidates.roles)}}
+            path.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result["summary"], indent=2))
     return result
 
