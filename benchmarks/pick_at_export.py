@@ -11,7 +11,10 @@ the 0.5x run with children grown to the budget (``end_to_end_zen3_fill.json``, s
 * ``uniform-matched``: ``h10/f0.5`` in four layers, the uniform baseline kept (0.8899).
 
 Are the grown children worse after export, or was seed 0 one draw? Results of ``--budget
-0.5`` go to ``benchmarks/results/pick_at_export_half.json``.
+0.5`` go to ``benchmarks/results/pick_at_export_half.json``. Measured (Zen 3, 2026-12-06,
+seed 1): guided 0.8922, grown-kept 0.8888, grown-first 0.8876, uniform-matched 0.8807; with
+seed 0's exports, the guided member beat both grown children at both seeds, so ``fill_to``
+stays off.
 
 In the Zen 4 verified run (``end_to_end_zen4_verified.json``, 0.3x dense with int8, three
 seeds, fine-tune seed = run seed) every search began from the same starting members and
