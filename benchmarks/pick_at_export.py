@@ -97,12 +97,11 @@ BUDGETS = {
         "grown-first": "h2/f1 h6/f1 h6/f0.7 h6/f0.4 - -",
     }),
 }
-ROLES = BUDGETS[0.3].roles
 RUNG = 400
 EXPORT_STEPS = 2000
 
 
-def summarise(runs: list[dict[str, Any]], roles: dict[str, str] = ROLES) -> dict[str, Any]:
+def summarise(runs: list[dict[str, Any]], roles: dict[str, str]) -> dict[str, Any]:
     final = {(run["role"], run["seed"]): run["accuracy"] for run in runs
              if run["steps"] == EXPORT_STEPS}
     per_role = {}

@@ -9,7 +9,6 @@ from types import ModuleType
 from benchmark_scripts import BENCHMARKS, load_benchmark
 
 
-
 def load_runs_table() -> ModuleType:
     return load_benchmark("runs_table")
 
