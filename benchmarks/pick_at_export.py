@@ -181,15 +181,8 @@ def summarise(runs: list[dict[str, Any]], candidates: Candidates,
     gains = {seed: round(final[("guided", seed)] - final[("uniform-matched", seed)], 4)
              for seed in guided_seeds if ("uniform-matched", seed) in final}
 
-    def better_minus_better(ours: tuple[str, ...]) -> dict[int, float]:
-        seeds = sorted({seed for _, seed in final})
-        return {seed: round(max(final[(role, seed)] for role in ours)
-                            - max(final[(role, seed)] for role in candidates.baseline), 4)
-                for seed in seeds
-                if all((role, seed) in final for role in (*ours, *candidates.baseline))}
-
-    over_baseline = better_minus_better(("guided",))
-    guided_over_baseline = better_minus_better(candidates.guided)
+    over_baseline = better_minus_better(final, ("guided",), candidates.baseline)
+    guided_over_baseline = better_minus_better(final, candidates.guided, candidates.baseline)
     return {"at_export": per_role, "guided_minus_uniform_matched": gains,
             "guided_minus_uniform_matched_median": rounded_median(gains),
             "baseline_roles": list(candidates.baseline),
@@ -206,12 +199,20 @@ def summarise(runs: list[dict[str, Any]], candidates: Candidates,
                                                                        teacher_metric))}
 
 
+def better_minus_better(final: dict[tuple[str, int], float], ours: tuple[str, ...],
+                        theirs: tuple[str, ...]) -> dict[int, float]:
+    """Per seed where every role of both was exported: the better of ``ours`` minus the
+    better of ``theirs``."""
+    seeds = sorted({seed for _, seed in final
+                    if all((role, seed) in final for role in (*ours, *theirs))})
+    return {seed: round(max(final[(role, seed)] for role in ours)
+                        - max(final[(role, seed)] for role in theirs), 4) for seed in seeds}
+
+
 def teacher_over_baseline(final: dict[tuple[str, int], float], candidates: Candidates,
                           teacher_metric: float) -> dict[str, Any]:
-    seeds = sorted({seed for _, seed in final
-                    if all((role, seed) in final for role in candidates.baseline)})
-    ceiling = {seed: round(teacher_metric - max(final[(role, seed)] for role in candidates.baseline), 4)
-               for seed in seeds}
+    with_teacher = {**final, **{("teacher", seed): teacher_metric for _, seed in final}}
+    ceiling = better_minus_better(with_teacher, ("teacher",), candidates.baseline)
     return {"teacher_metric": round(teacher_metric, 4), "teacher_minus_best_baseline": ceiling,
             "teacher_minus_best_baseline_median": rounded_median(ceiling),
             "teacher_minus_best_baseline_mean": rounded_mean(ceiling),
