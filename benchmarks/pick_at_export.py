@@ -84,7 +84,7 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from end_to_end import LATENCY_MODEL, job_spec
+from end_to_end import LATENCY_MODEL, job_spec, rounded_median
 from shallow_start import train_through
 
 from autoprune.estimate import build_estimator
@@ -153,13 +153,6 @@ EXPORT_STEPS = 2000
 TARGET_GAIN = 0.01  # issue 8: the searched model beats uniform by >= 1.0 point (median of 3)
 
 
-def recorded_runs(candidates: Candidates) -> list[dict[str, Any]]:
-    """The runs' own exports as runs of this script (``recorded_from`` names the file)."""
-    return [{"architecture": candidates.roles[r.role], "role": r.role, "seed": r.seed,
-             "steps": EXPORT_STEPS, "accuracy": r.accuracy, "recorded_from": r.results}
-            for r in candidates.recorded]
-
-
 def summarise(runs: list[dict[str, Any]], candidates: Candidates,
               teacher_metric: float | None = None) -> dict[str, Any]:
     """Per role and seed the exported accuracy (trained here, else as a run recorded it), and
@@ -169,7 +162,7 @@ def summarise(runs: list[dict[str, Any]], candidates: Candidates,
     With ``teacher_metric``, also the teacher against the better baseline export: the gain a
     searched model would have were it as accurate as its teacher, the most distillation gives.
     """
-    final = {(run["role"], run["seed"]): run["accuracy"] for run in recorded_runs(candidates)}
+    final = {(r.role, r.seed): r.accuracy for r in candidates.recorded}
     final.update({(run["role"], run["seed"]): run["accuracy"] for run in runs
                   if run["steps"] == EXPORT_STEPS})
     per_role = {}
@@ -177,26 +170,22 @@ def summarise(runs: list[dict[str, Any]], candidates: Candidates,
         seeds = {seed: value for (r, seed), value in sorted(final.items()) if r == role}
         if seeds:
             per_role[role] = {"by_seed": seeds, "mean": round(statistics.fmean(seeds.values()), 4)}
-    guided_seeds = sorted(seed for role, seed in final if role == "guided")
-    gains = {seed: round(final[("guided", seed)] - final[("uniform-matched", seed)], 4)
-             for seed in guided_seeds if ("uniform-matched", seed) in final}
-
-    over_baseline = better_minus_better(final, ("guided",), candidates.baseline)
-    guided_over_baseline = better_minus_better(final, candidates.guided, candidates.baseline)
-    return {"at_export": per_role, "guided_minus_uniform_matched": gains,
-            "guided_minus_uniform_matched_median": rounded_median(gains),
-            "baseline_roles": list(candidates.baseline),
-            "guided_minus_best_baseline": over_baseline,
-            "guided_minus_best_baseline_median": rounded_median(over_baseline),
-            "guided_minus_best_baseline_mean": rounded_mean(over_baseline),
-            "guided_minus_best_baseline_target_share": target_share(over_baseline),
-            "guided_roles": list(candidates.guided),
-            "best_guided_minus_best_baseline": guided_over_baseline,
-            "best_guided_minus_best_baseline_median": rounded_median(guided_over_baseline),
-            "best_guided_minus_best_baseline_mean": rounded_mean(guided_over_baseline),
-            "best_guided_minus_best_baseline_target_share": target_share(guided_over_baseline),
-            **({} if teacher_metric is None else teacher_over_baseline(final, candidates,
-                                                                       teacher_metric))}
+    gains = better_minus_better(final, ("guided",), ("uniform-matched",))
+    summary = {"at_export": per_role, "guided_minus_uniform_matched": gains,
+               "guided_minus_uniform_matched_median": rounded_median(list(gains.values())),
+               "baseline_roles": list(candidates.baseline),
+               **described("guided_minus_best_baseline",
+                           better_minus_better(final, ("guided",), candidates.baseline)),
+               "guided_roles": list(candidates.guided),
+               **described("best_guided_minus_best_baseline",
+                           better_minus_better(final, candidates.guided, candidates.baseline))}
+    if teacher_metric is not None:
+        with_teacher = {**final, **{("teacher", seed): teacher_metric for _, seed in final}}
+        summary["teacher_metric"] = round(teacher_metric, 4)
+        summary.update(described("teacher_minus_best_baseline",
+                                 better_minus_better(with_teacher, ("teacher",),
+                                                     candidates.baseline)))
+    return summary
 
 
 def better_minus_better(final: dict[tuple[str, int], float], ours: tuple[str, ...],
@@ -209,14 +198,12 @@ def better_minus_better(final: dict[tuple[str, int], float], ours: tuple[str, ..
                         - max(final[(role, seed)] for role in theirs), 4) for seed in seeds}
 
 
-def teacher_over_baseline(final: dict[tuple[str, int], float], candidates: Candidates,
-                          teacher_metric: float) -> dict[str, Any]:
-    with_teacher = {**final, **{("teacher", seed): teacher_metric for _, seed in final}}
-    ceiling = better_minus_better(with_teacher, ("teacher",), candidates.baseline)
-    return {"teacher_metric": round(teacher_metric, 4), "teacher_minus_best_baseline": ceiling,
-            "teacher_minus_best_baseline_median": rounded_median(ceiling),
-            "teacher_minus_best_baseline_mean": rounded_mean(ceiling),
-            "teacher_minus_best_baseline_target_share": target_share(ceiling)}
+def described(name: str, by_seed: dict[int, float]) -> dict[str, Any]:
+    """``by_seed`` under ``name``, with its median, mean and :func:`target_share`."""
+    values = list(by_seed.values())
+    return {name: by_seed, f"{name}_median": rounded_median(values),
+            f"{name}_mean": round(statistics.fmean(values), 4) if values else None,
+            f"{name}_target_share": target_share(by_seed)}
 
 
 def target_share(by_seed: dict[int, float]) -> float | None:
@@ -226,14 +213,6 @@ def target_share(by_seed: dict[int, float]) -> float | None:
     if not triples:
         return None
     return round(sum(statistics.median(t) >= TARGET_GAIN - 1e-9 for t in triples) / len(triples), 3)
-
-
-def rounded_median(by_seed: dict[int, float]) -> float | None:
-    return round(statistics.median(by_seed.values()), 4) if by_seed else None
-
-
-def rounded_mean(by_seed: dict[int, float]) -> float | None:
-    return round(statistics.fmean(by_seed.values()), 4) if by_seed else None
 
 
 def main() -> dict[str, Any]:

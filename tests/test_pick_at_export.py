@@ -58,7 +58,6 @@ def test_the_target_share_counts_three_seed_medians(pick_at_export: ModuleType) 
     assert pick_at_export.target_share({0: 0.012, 1: 0.015, 2: 0.009, 3: -0.02}) == 0.5
 
 
-
 def test_the_guided_member_is_set_against_the_better_baseline_export(
         pick_at_export: ModuleType) -> None:
     final = pick_at_export.EXPORT_STEPS
