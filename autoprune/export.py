@@ -118,7 +118,7 @@ class ExportReport:
     search_steps: int                 # the fidelity the search trained the trial to
     steps: int                        # fine-tune steps of the exported model
     replayed_steps: list[int]         # the fine-tune calls that rebuilt it (rungs, then --steps)
-    final_phase: dict[str, float] | None  # how the steps past search_steps trained
+    final_phase: dict[str, float | bool] | None  # how the steps past search_steps trained
     metric_name: str
     metric: float                     # on the whole dev split
     metrics: dict[str, float]

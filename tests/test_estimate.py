@@ -25,6 +25,7 @@ from autoprune.estimate import (
     NullEstimator,
     ProxyEstimator,
     TeacherRecipe,
+    layer_map,
     prepare_importance,
     prepare_teacher,
 )
@@ -329,10 +330,11 @@ def test_final_phase_decays_the_rate_to_zero_and_distils_hidden_states(
     loss = estimator.loss
 
     def spy(student: torch.nn.Module, step: int, arch: Architecture,
-            hidden_weight: float | None = None) -> torch.Tensor:
-        weights.append(hidden_weight)
+            hidden_weight: float | None = None, final: FinalPhase | None = None
+            ) -> torch.Tensor:
+        weights.append(final.hidden_weight if final is not None else hidden_weight)
         rates.append(optimizer_rate())
-        return loss(student, step, arch, hidden_weight)
+        return loss(student, step, arch, hidden_weight, final)
 
     optimizers: list[torch.optim.Optimizer] = []
     make = estimator._optimizer
@@ -392,6 +394,29 @@ def test_distillation_loss_decreases_on_a_fixed_batch(tiny: dict) -> None:
         optimizer.step()
         optimizer.zero_grad()
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_final_phase_adds_the_gold_labels_loss_with_its_weight(tiny: dict) -> None:
+    recipe = FinetuneRecipe(max_seq_len=32, hidden_weight=0.0)
+    estimator = CheapFinetune(tiny["teacher"], tiny["data"], tiny["importance"], recipe, threads=1)
+    student = estimator.build(HALF).eval()  # no dropout: both losses see the same logits
+    with torch.no_grad():
+        plain = estimator.loss(student, 0, HALF, final=FinalPhase(hidden_weight=0.0))
+        labelled = estimator.loss(student, 0, HALF,
+                                  final=FinalPhase(hidden_weight=0.0, label_weight=0.5))
+        batch = estimator.shared.batch(0)
+        gold = torch.nn.functional.cross_entropy(student(**model_inputs(batch)).logits,
+                                                 batch["labels"])
+    assert gold > 0
+    assert labelled.item() == pytest.approx(plain.item() + 0.5 * gold.item(), rel=1e-5)
+
+
+def test_last_to_last_maps_the_last_kept_layer_to_the_teachers_last() -> None:
+    shallow = Architecture((LayerConfig(heads=2, ffn=0.5), LayerConfig(heads=2, ffn=0.5),
+                            LayerConfig.dropped()))
+    assert layer_map(shallow) == [(1, 1), (2, 2)]
+    assert layer_map(shallow, last_to_last=True) == [(1, 1), (2, 3)]
+    assert layer_map(DENSE, last_to_last=True) == layer_map(DENSE)  # nothing dropped
 
 
 def _logit_error(estimator: CheapFinetune, student: torch.nn.Module, batches: int) -> float:

@@ -28,10 +28,25 @@ def logit_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float,
     return F.kl_div(student_log, teacher_log, reduction="batchmean", log_target=True) * (t * t)
 
 
-def layer_map(arch: Architecture) -> list[tuple[int, int]]:
+def layer_map(arch: Architecture, last_to_last: bool = False) -> list[tuple[int, int]]:
     """``(student, teacher)`` indices into ``hidden_states`` (0 is the embeddings' output,
-    skipped: embeddings are shared and usually frozen)."""
-    return [(j + 1, i + 1) for j, i in enumerate(arch.kept_layers)]
+    skipped: embeddings are shared and usually frozen).
+
+    Each kept layer maps to the teacher layer it was cut from. ``last_to_last``: the last kept
+    layer maps to the teacher's last layer instead, as in TinyBERT, since it is that layer's
+    output the classifier reads; a candidate that keeps every layer maps the same either way.
+    """
+    pairs = [(j + 1, i + 1) for j, i in enumerate(arch.kept_layers)]
+    if last_to_last and pairs:
+        pairs[-1] = (pairs[-1][0], len(arch))
+    return pairs
+
+
+def label_loss(student: torch.Tensor, labels: torch.Tensor, regression: bool) -> torch.Tensor:
+    """The task's own loss against the gold labels (Hinton's hard-label term)."""
+    if regression:
+        return F.mse_loss(student.float().squeeze(-1), labels.float())
+    return F.cross_entropy(student.float(), labels)
 
 
 def hidden_loss(student: Sequence[torch.Tensor], teacher: Sequence[torch.Tensor],

@@ -31,7 +31,7 @@ from autoprune.compress import Importance, compress
 from autoprune.data import Batch, TaskData, collate, encode, training_batches
 from autoprune.errors import AutopruneError
 from autoprune.estimate.base import Checkpoint, EstimateResult, Estimator
-from autoprune.estimate.distill import distillation_loss, layer_map
+from autoprune.estimate.distill import distillation_loss, label_loss, layer_map
 from autoprune.estimate.head import refit_head
 from autoprune.estimate.teacher import Teacher
 from autoprune.estimate.training import (
@@ -107,6 +107,11 @@ class FinalPhase:
 
     lr: float = 1e-4
     hidden_weight: float = 1.0
+    # Experimental levers for a student above its teacher (benchmarks/final_phase_levers.py):
+    # the gold labels' loss with this weight beside the distillation loss, and the last kept
+    # layer distilled towards the teacher's last layer (``distill.layer_map``).
+    label_weight: float = 0.0
+    last_to_last: bool = False
 
 
 class CandidateData:
@@ -162,22 +167,29 @@ class CheapFinetune(Estimator):
         return out.logits, (out.hidden_states if hidden else None)
 
     def loss(self, student: nn.Module, step: int, arch: Architecture,
-             hidden_weight: float | None = None) -> torch.Tensor:
-        """The training loss of ``student`` on the ``step``-th shared batch
-        (``hidden_weight`` overrides the recipe's)."""
+             hidden_weight: float | None = None, final: FinalPhase | None = None
+             ) -> torch.Tensor:
+        """The training loss of ``student`` on the ``step``-th shared batch: as the export's
+        final phase trains with ``final``, else as the search does (``hidden_weight``
+        overrides either's)."""
         batch = self.shared.batch(step)
         if not self.recipe.distill:
             return student(**batch).loss
-        weight = self.recipe.hidden_weight if hidden_weight is None else hidden_weight
+        weight = (hidden_weight if hidden_weight is not None
+                  else final.hidden_weight if final is not None else self.recipe.hidden_weight)
         hidden = weight > 0
         teacher_logits, teacher_hidden = self._teacher_outputs(step, batch, hidden)
         out = student(**model_inputs(batch), output_hidden_states=hidden)
-        return distillation_loss(
+        loss = distillation_loss(
             out.logits, teacher_logits, temperature=self.recipe.temperature,
             regression=self.task.is_regression,
             student_hidden=out.hidden_states if hidden else None, teacher_hidden=teacher_hidden,
-            pairs=layer_map(arch), attention_mask=batch["attention_mask"],
-            hidden_weight=weight)
+            pairs=layer_map(arch, final is not None and final.last_to_last),
+            attention_mask=batch["attention_mask"], hidden_weight=weight)
+        if final is not None and final.label_weight > 0:
+            loss = loss + final.label_weight * label_loss(out.logits, batch["labels"],
+                                                          self.task.is_regression)
+        return loss
 
     def refits_head(self, arch: Architecture) -> bool:
         """Whether ``arch``'s classifier is re-fitted before training (``refit_head``): only a
@@ -235,14 +247,12 @@ class CheapFinetune(Estimator):
             first = self._restore(resume_from, arch, steps, student, optimizer, schedule)
         elif self.refits_head(arch):
             self.probe_head(student)
-        hidden_weight = None
         if final is not None:
             schedule = _linear_decay(optimizer, final.lr, steps - first)
-            hidden_weight = final.hidden_weight
         built = time.perf_counter()
         student.train()
         for step in range(first, steps):
-            loss = self.loss(student, step, arch, hidden_weight)
+            loss = self.loss(student, step, arch, final=final)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
             optimizer.step()
