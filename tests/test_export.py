@@ -244,7 +244,8 @@ def test_steps_trains_further_and_force_replaces_a_previous_export(
     assert on_disk["steps"] == 20
     # Only the steps past the search's fidelity train in the final phase, and the report says so.
     assert first.final_phase is None
-    assert second.final_phase == on_disk["final_phase"] == {"lr": 1e-4, "hidden_weight": 1.0}
+    assert second.final_phase == on_disk["final_phase"] == {
+        "lr": 1e-4, "hidden_weight": 1.0, "label_weight": 0.0, "last_to_last": False}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
 
 
