@@ -32,6 +32,9 @@ def test_each_lever_is_compared_within_itself(levers: ModuleType) -> None:
     summary = levers.summarise(runs)
     assert summary["labels"]["guided_minus_uniform_matched"] == {1: 0.0092}
     assert summary["labels"]["at_export"]["guided"] == {"by_seed": {1: 0.8968}, "mean": 0.8968}
+    assert summary["labels"]["guided_minus_best_baseline"] == {}  # uniform-five not trained
+    with_five = runs + [{"role": "uniform-five", "lever": "labels", "seed": 1, "accuracy": 0.8899}]
+    assert levers.summarise(with_five)["labels"]["guided_minus_best_baseline"] == {1: 0.0069}
     # No uniform model trained with this lever: nothing to set the guided one against.
     assert summary["last-to-last"]["guided_minus_uniform_matched"] == {}
     assert "both" not in summary
