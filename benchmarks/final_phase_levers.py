@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -48,7 +47,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from end_to_end import LATENCY_MODEL, job_spec
-from pick_at_export import BUDGETS, EXPORT_STEPS, RUNG, better_minus_better, described
+from pick_at_export import BUDGETS, EXPORT_STEPS, RUNG, better_minus_better, by_role, described
 
 from autoprune.estimate import FinalPhase, build_estimator
 from autoprune.latency.fingerprint import device_fingerprint
@@ -75,9 +74,9 @@ def default_phase_runs() -> dict[tuple[str, int], float]:
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Per lever: each role's accuracy by seed and mean; the guided member minus the
-    uniform-matched model, the guided member and the better guided export each minus the
-    better uniform one, by seed where every role of the comparison was trained with that lever (the default phase's
-    exports are ``pick_at_export_half.json``'s)."""
+    uniform-matched model, and the guided member and the better guided export each minus the
+    better uniform one, by seed where every role of the comparison was trained with that lever
+    (the default phase's exports are ``pick_at_export_half.json``'s)."""
     candidates = BUDGETS[BUDGET]
     summary: dict[str, Any] = {}
     for lever in LEVERS:
@@ -86,14 +85,8 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
                   if run["lever"] == lever})
         if not final:
             continue
-        per_role = {}
-        for role in candidates.roles:
-            seeds = {seed: value for (r, seed), value in sorted(final.items()) if r == role}
-            if seeds:
-                per_role[role] = {"by_seed": seeds,
-                                  "mean": round(statistics.fmean(seeds.values()), 4)}
         summary[lever] = {
-            "at_export": per_role,
+            "at_export": by_role(final, candidates.roles),
             **described("guided_minus_uniform_matched",
                         better_minus_better(final, ("guided",), ("uniform-matched",))),
             **described("guided_minus_best_baseline",
@@ -108,7 +101,8 @@ def main() -> dict[str, Any]:
     candidates = BUDGETS[BUDGET]
     parser.add_argument("--roles", nargs="+", choices=sorted(candidates.roles),
                         default=["guided", "guided-five", "uniform-matched", "uniform-five"])
-    parser.add_argument("--levers", nargs="+", choices=sorted(LEVERS),
+    # The default phase's exports are pick_at_export's; training them here would not count.
+    parser.add_argument("--levers", nargs="+", choices=sorted(set(LEVERS) - {"default"}),
                         default=["labels", "last-to-last"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=2)

@@ -77,6 +77,7 @@ import itertools
 import json
 import os
 import statistics
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -165,13 +166,8 @@ def summarise(runs: list[dict[str, Any]], candidates: Candidates,
     final = {(r.role, r.seed): r.accuracy for r in candidates.recorded}
     final.update({(run["role"], run["seed"]): run["accuracy"] for run in runs
                   if run["steps"] == EXPORT_STEPS})
-    per_role = {}
-    for role in candidates.roles:
-        seeds = {seed: value for (r, seed), value in sorted(final.items()) if r == role}
-        if seeds:
-            per_role[role] = {"by_seed": seeds, "mean": round(statistics.fmean(seeds.values()), 4)}
     gains = better_minus_better(final, ("guided",), ("uniform-matched",))
-    summary = {"at_export": per_role, "guided_minus_uniform_matched": gains,
+    summary = {"at_export": by_role(final, candidates.roles), "guided_minus_uniform_matched": gains,
                "guided_minus_uniform_matched_median": rounded_median(list(gains.values())),
                "baseline_roles": list(candidates.baseline),
                **described("guided_minus_best_baseline",
@@ -186,6 +182,16 @@ def summarise(runs: list[dict[str, Any]], candidates: Candidates,
                                  better_minus_better(with_teacher, ("teacher",),
                                                      candidates.baseline)))
     return summary
+
+
+def by_role(final: dict[tuple[str, int], float], roles: Iterable[str]) -> dict[str, Any]:
+    """Per role of ``roles`` with an export in ``final``: its accuracy by seed and the mean."""
+    per_role = {}
+    for role in roles:
+        seeds = {seed: value for (r, seed), value in sorted(final.items()) if r == role}
+        if seeds:
+            per_role[role] = {"by_seed": seeds, "mean": round(statistics.fmean(seeds.values()), 4)}
+    return per_role
 
 
 def better_minus_better(final: dict[tuple[str, int], float], ours: tuple[str, ...],
