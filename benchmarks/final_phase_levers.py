@@ -47,7 +47,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from end_to_end import LATENCY_MODEL, job_spec
-from pick_at_export import BUDGETS, EXPORT_STEPS, RUNG, better_minus_better, by_role, described
+from pick_at_export import (
+    BUDGETS,
+    EXPORT_STEPS,
+    RUNG,
+    against_baseline,
+    better_minus_better,
+    by_role,
+    described,
+    exports,
+)
 
 from autoprune.estimate import FinalPhase, build_estimator
 from autoprune.latency.fingerprint import device_fingerprint
@@ -64,12 +73,10 @@ LEVERS = {
 
 
 def default_phase_runs() -> dict[tuple[str, int], float]:
-    """The default final phase's exports, from ``pick_at_export_half.json`` and the runs it
-    records: ``(role, seed) -> accuracy``."""
+    """The default final phase's exports, as ``pick_at_export --budget 0.5`` counts them:
+    ``(role, seed) -> accuracy``."""
     candidates = BUDGETS[BUDGET]
-    stored = json.loads(candidates.results.read_text())["summary"]["at_export"]
-    return {(role, int(seed)): value for role, entry in stored.items()
-            for seed, value in entry["by_seed"].items()}
+    return exports(json.loads(candidates.results.read_text())["runs"], candidates)
 
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -89,10 +96,7 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "at_export": by_role(final, candidates.roles),
             **described("guided_minus_uniform_matched",
                         better_minus_better(final, ("guided",), ("uniform-matched",))),
-            **described("guided_minus_best_baseline",
-                        better_minus_better(final, ("guided",), candidates.baseline)),
-            **described("best_guided_minus_best_baseline",
-                        better_minus_better(final, candidates.guided, candidates.baseline))}
+            **against_baseline(final, candidates)}
     return summary
 
 

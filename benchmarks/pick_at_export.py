@@ -163,18 +163,13 @@ def summarise(runs: list[dict[str, Any]], candidates: Candidates,
     With ``teacher_metric``, also the teacher against the better baseline export: the gain a
     searched model would have were it as accurate as its teacher, the most distillation gives.
     """
-    final = {(r.role, r.seed): r.accuracy for r in candidates.recorded}
-    final.update({(run["role"], run["seed"]): run["accuracy"] for run in runs
-                  if run["steps"] == EXPORT_STEPS})
+    final = exports(runs, candidates)
     gains = better_minus_better(final, ("guided",), ("uniform-matched",))
     summary = {"at_export": by_role(final, candidates.roles), "guided_minus_uniform_matched": gains,
                "guided_minus_uniform_matched_median": rounded_median(list(gains.values())),
                "baseline_roles": list(candidates.baseline),
-               **described("guided_minus_best_baseline",
-                           better_minus_better(final, ("guided",), candidates.baseline)),
                "guided_roles": list(candidates.guided),
-               **described("best_guided_minus_best_baseline",
-                           better_minus_better(final, candidates.guided, candidates.baseline))}
+               **against_baseline(final, candidates)}
     if teacher_metric is not None:
         with_teacher = {**final, **{("teacher", seed): teacher_metric for _, seed in final}}
         summary["teacher_metric"] = round(teacher_metric, 4)
@@ -182,6 +177,25 @@ def summarise(runs: list[dict[str, Any]], candidates: Candidates,
                                  better_minus_better(with_teacher, ("teacher",),
                                                      candidates.baseline)))
     return summary
+
+
+def exports(runs: list[dict[str, Any]], candidates: Candidates) -> dict[tuple[str, int], float]:
+    """``(role, seed) -> accuracy`` of every export: the runs' recorded ones, overridden by the
+    2,000-step ``runs`` trained here."""
+    final = {(r.role, r.seed): r.accuracy for r in candidates.recorded}
+    final.update({(run["role"], run["seed"]): run["accuracy"] for run in runs
+                  if run["steps"] == EXPORT_STEPS})
+    return final
+
+
+def against_baseline(final: dict[tuple[str, int], float],
+                     candidates: Candidates) -> dict[str, Any]:
+    """The guided member, and the better of the guided members, each minus the better of the
+    baseline's exports, by seed and :func:`described`."""
+    return {**described("guided_minus_best_baseline",
+                        better_minus_better(final, ("guided",), candidates.baseline)),
+            **described("best_guided_minus_best_baseline",
+                        better_minus_better(final, candidates.guided, candidates.baseline))}
 
 
 def by_role(final: dict[tuple[str, int], float], roles: Iterable[str]) -> dict[str, Any]:
