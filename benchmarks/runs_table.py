@@ -36,6 +36,9 @@ class RunLabel:
 
 
 RUNS: dict[str, RunLabel] = {
+    "end_to_end_intel_icelake_half.json": RunLabel(
+        "12-07", "Intel Xeon Ice Lake 6/106/6",
+        "the script's defaults (the Intel 24-candidate runs' settings) at 0.5×; seeds 0–1"),
     "end_to_end_zen3_fill.json": RunLabel(
         "12-06", "Zen 3",
         "as the run below, children grown to 97% of the budget (`--fill-to 0.97`); seed 0 only"),
