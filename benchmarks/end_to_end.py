@@ -255,6 +255,12 @@ def unconfirmed_gain(searched: float | None, uniform: float | None) -> float | N
     return None if searched is None or uniform is None else round(searched - uniform, 4)
 
 
+def matched_share_of_dense(predicted_ms: float, budget_ms: float, budget_ratio: float) -> float:
+    """The share of dense the kept model is predicted at: its search's budget is ``budget_ratio``
+    of the dense latency of the profile that predicted it."""
+    return predicted_ms / (budget_ms / budget_ratio)
+
+
 def rounded_median(values: list[float]) -> float | None:
     return round(statistics.median(values), 4) if values else None
 
@@ -382,12 +388,17 @@ def one_run(store: Store, ratio: float, space: str, seed: int, args: argparse.Na
         for row in others]
     measured_ms = on_profile_scale(report)
 
-    matched_ms = float(report["predicted_latency_ms"])
+    # The baseline's budget is the kept model's predicted share of dense, not its milliseconds:
+    # when the host runs at another speed by the baseline's start, its job profiles afresh, and
+    # a millisecond on the new profile's scale is another share of dense than on the search's.
+    matched_ratio = matched_share_of_dense(float(report["predicted_latency_ms"]), budget, ratio)
     uniform = job_spec(f"e2e-uniform-at-predicted-{tag}", space,
                        {"name": "uniform", "evaluations": args.uniform_evaluations, "seed": seed},
-                       {"budget_ms": matched_ms}, args, finetune_seed)
+                       {"budget_ratio": matched_ratio}, args, finetune_seed)
     uniform_id = run_or_reuse(store, uniform, report_only)
-    uniform_rows = front_rows(store.trials(uniform_id), matched_ms, measured=False)
+    uniform_trials = store.trials(uniform_id)
+    matched_ms = job_budget_ms(store.get_job(uniform_id), uniform_trials)
+    uniform_rows = front_rows(uniform_trials, matched_ms, measured=False)
     uniform_best = best_feasible(uniform_rows)
     uniform_report = None
     if uniform_best is not None and args.confirm:
@@ -414,7 +425,10 @@ def one_run(store: Store, ratio: float, space: str, seed: int, args: argparse.Na
         "teacher_metric": report["teacher_metric"],
         "metric_minus_teacher": round(report["metric"] - report["teacher_metric"], 4),
         "uniform_architecture": uniform_report and uniform_report["architecture_summary"],
+        # on the baseline job's profile, which may be a later one than the search's
         "uniform_budget_ms": matched_ms,
+        "uniform_budget_ratio": round(matched_ratio, 4),
+        "uniform_measured_ratio": uniform_report and round(1.0 / float(uniform_report["speedup"]), 4),
         "uniform_predicted_latency_ms": uniform_report and uniform_report["predicted_latency_ms"],
         "uniform_measured_latency_ms": uniform_report and on_profile_scale(uniform_report),
         "uniform_dense_drifts": uniform_report and uniform_report.get("dense_drifts"),
@@ -502,6 +516,26 @@ def latency_model_summary(path: Path) -> dict[str, Any] | None:
     return {"path": str(path), "cpu_model": model.fingerprint.get("cpu_model"),
             "cpu_id": model.fingerprint.get("cpu_id"), "dense_ms": round(model.dense_ms, 3),
             "suggested_margin": None if margin is None else round(margin, 4)}
+
+
+def same_profile(one: dict[str, Any], other: dict[str, Any]) -> bool:
+    """One latency model summarised twice: a kept profile's path changes once it is copied into
+    the repository, what it measured does not."""
+    return all(one.get(key) == other.get(key) for key in ("cpu_id", "dense_ms", "suggested_margin"))
+
+
+def earlier_latency_models(earlier: dict[str, Any] | None, current: dict[str, Any] | None,
+                           kept_earlier: bool) -> list[dict[str, Any]]:
+    """The latency models that budgeted the runs a merge kept from earlier results, oldest
+    first, leaving out ``current`` (this invocation's): each session profiles its own host, so
+    the runs of one file can have been budgeted with several."""
+    if earlier is None or not kept_earlier:
+        return []
+    kept: list[dict[str, Any]] = []
+    for model in [*earlier.get("earlier_latency_models", []), earlier.get("latency_model")]:
+        if isinstance(model, dict) and not any(same_profile(model, other) for other in [*kept, current] if other):
+            kept.append(model)
+    return kept
 
 
 def seconds_taken(args: argparse.Namespace, elapsed: float, kept_earlier: bool,
@@ -649,6 +683,8 @@ def main() -> None:
         runs.sort(key=lambda run: (-run["budget_ratio"], run["seed"]))
         settings["budgets"] = ",".join(dict.fromkeys(f"{run['budget_ratio']:g}:{run['space']}"
                                                      for run in runs))
+    kept_earlier = any(run.get("from_earlier_results") for run in runs)
+    latency_model = latency_model_summary(args.latency_model)
     fronts = [member for run in runs for member in run["front"]]
     gains = [run["searched_minus_uniform"] for run in runs if run["searched_minus_uniform"] is not None]
     ceilings = [run["teacher_minus_uniform"] for run in runs if run["teacher_minus_uniform"] is not None]
@@ -666,10 +702,12 @@ def main() -> None:
         # picks were among the confirmed exports)
         "searched_minus_uniform_unconfirmed_median": rounded_median(unconfirmed),
         "settings": settings,
-        "latency_model": latency_model_summary(args.latency_model),
-        "seconds": seconds_taken(args, time.perf_counter() - started,
-                                 any(run.get("from_earlier_results") for run in runs), earlier),
+        "latency_model": latency_model,
+        "seconds": seconds_taken(args, time.perf_counter() - started, kept_earlier, earlier),
     }
+    merged_models = earlier_latency_models(earlier, latency_model, kept_earlier)
+    if merged_models:
+        result["earlier_latency_models"] = merged_models
     # Every budget in the results, merged ones included, has its target judged.
     ratios = sorted({ratio for ratio, _ in budgets} | {r["budget_ratio"] for r in runs}, reverse=True)
     by_ratio = {ratio: [r for r in runs if r["budget_ratio"] == ratio] for ratio in ratios}

@@ -36,6 +36,9 @@ class RunLabel:
 
 
 RUNS: dict[str, RunLabel] = {
+    "end_to_end_zen3_e24.json": RunLabel(
+        "12-06/07", "Zen 3",
+        "as the Intel 24-candidate run (the script's defaults), at 0.5×; seeds 0–1, each on its own host"),
     "end_to_end_intel_icelake_half.json": RunLabel(
         "12-07", "Intel Xeon Ice Lake 6/106/6",
         "the script's defaults (the Intel 24-candidate runs' settings) at 0.5×; seeds 0–1"),
@@ -45,9 +48,6 @@ RUNS: dict[str, RunLabel] = {
     "end_to_end_intel_e24_half.json": RunLabel(
         "12-06", "Intel Xeon AMX 6/167/1",
         "as the Intel 24-candidate run, at 0.5× (`bert-structured`), seeds 0–2"),
-    "end_to_end_zen3_e24.json": RunLabel(
-        "12-06", "Zen 3",
-        "as the Intel 24-candidate run, at 0.5× (`bert-structured`); seed 0 only"),
     "end_to_end_intel_e24.json": RunLabel(
         "12-06", "Intel Xeon AMX 6/167/1",
         "as the run below, 24 candidates per search (`--evaluations 24`)"),
@@ -130,19 +130,26 @@ def gains_cell(runs: list[dict[str, Any]]) -> str:
     return f"{shown} ({' / '.join(groups)})"
 
 
+def latency_models(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The profiles the file's runs were budgeted with, oldest first: one per session whose
+    runs a merge kept, each session having profiled its own host."""
+    current = result.get("latency_model")
+    return [*result.get("earlier_latency_models", []), *([current] if isinstance(current, dict) else [])]
+
+
 def margin_cell(result: dict[str, Any], label: RunLabel) -> str:
     if label.margin is not None:
         return label.margin
     margin = result.get("settings", {}).get("margin", 0.03)
     if margin == "auto":
-        return f"auto {result['latency_model']['suggested_margin'] * 100:.1f}%"
+        return "auto " + ", ".join(f"{model['suggested_margin'] * 100:.1f}%" for model in latency_models(result))
     return f"{margin:g}"
 
 
 def cpu_cell(result: dict[str, Any], label: RunLabel) -> str:
-    model = result.get("latency_model")
-    if isinstance(model, dict) and model.get("dense_ms"):
-        return f"{label.cpu} ({model['dense_ms']:.1f})"
+    denses = [model["dense_ms"] for model in latency_models(result) if model.get("dense_ms")]
+    if denses:
+        return f"{label.cpu} ({', '.join(f'{dense:.1f}' for dense in denses)})"
     return label.cpu
 
 

@@ -50,3 +50,27 @@ def test_the_first_settings_name_a_run_by_budget_and_seed_alone(end_to_end: Modu
         "--no-finetune-seeds"])
     tag, options = end_to_end.search_tag("bert-int8", 0.3, 1, args)
     assert tag == "bert-int8-0.3-s1" and options == {"warm_start": 4}
+
+
+def test_a_merge_keeps_the_profiles_that_budgeted_the_runs_it_kept(end_to_end: ModuleType) -> None:
+    first = {"cpu_id": "25/1/1", "dense_ms": 33.723, "suggested_margin": 0.0667,
+             "path": "latency_models/other-cpus/first-run.json"}
+    second = {"cpu_id": "25/1/1", "dense_ms": 49.633, "suggested_margin": 0.0902,
+              "path": "/root/.autoprune/benchmarks/here.json"}
+    assert end_to_end.earlier_latency_models({"latency_model": first}, second, kept_earlier=True) == [first]
+    # the same profile, its path changed when it was kept in the repository: not another one
+    assert end_to_end.earlier_latency_models({"latency_model": first}, {**first, "path": "/x.json"}, True) == []
+    # no earlier run kept: none was budgeted with the earlier profile
+    assert end_to_end.earlier_latency_models({"latency_model": first}, second, kept_earlier=False) == []
+    # a third session's merge keeps both earlier profiles, oldest first
+    merged = {"latency_model": second, "earlier_latency_models": [first]}
+    assert end_to_end.earlier_latency_models(merged, {**second, "dense_ms": 39.2}, True) == [first, second]
+
+
+def test_the_baseline_is_budgeted_at_the_kept_models_share_of_dense(end_to_end: ModuleType) -> None:
+    # Seed 1 on a Zen 3: searched on a profile of dense 49.63 ms (budget 24.82 ms at 0.5x), the
+    # kept model predicted at 21.07 ms; the baseline's job then profiled afresh at 34.29 ms, on
+    # whose scale 21.07 ms would have been 0.61 of dense.
+    share = end_to_end.matched_share_of_dense(21.0686, 24.8163, 0.5)
+    assert share == pytest.approx(21.0686 / 49.6326)
+    assert share * 34.29 == pytest.approx(14.556, abs=1e-3)

@@ -82,3 +82,13 @@ def test_every_benchmark_with_results_is_in_the_readme_with_its_command() -> Non
     assert "end_to_end" in scripts and "remeasure_noise" in scripts
     missing = [name for name in scripts if f"benchmarks/{name}.py" not in readme]
     assert not missing, f"benchmarks with results but no command in the README: {missing}"
+
+
+def test_a_merged_files_row_shows_every_profile_its_runs_were_budgeted_with() -> None:
+    runs_table = load_runs_table()
+    label = runs_table.RunLabel("12-07", "Zen 3", "two sessions")
+    result = {"settings": {"margin": "auto"},
+              "latency_model": {"cpu_id": "25/1/1", "dense_ms": 49.633, "suggested_margin": 0.0902},
+              "earlier_latency_models": [{"cpu_id": "25/1/1", "dense_ms": 33.723, "suggested_margin": 0.0667}]}
+    assert runs_table.cpu_cell(result, label) == "Zen 3 (33.7, 49.6)"
+    assert runs_table.margin_cell(result, label) == "auto 6.7%, 9.0%"
