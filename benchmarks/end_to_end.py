@@ -89,6 +89,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -342,6 +343,8 @@ def one_run(store: Store, ratio: float, space: str, seed: int, args: argparse.Na
     job_id = run_or_reuse(store, searched, report_only)
     if args.phase == "search":
         return {}
+    # Read now: a later job of this run (its baseline) may profile the host afresh.
+    searched_with = latency_model_summary(args.latency_model)
     trials = store.trials(job_id)
     budget = job_budget_ms(store.get_job(job_id), trials)
     rows = front_rows(trials, budget, measured=False)
@@ -413,6 +416,8 @@ def one_run(store: Store, ratio: float, space: str, seed: int, args: argparse.Na
                                          report_only)
     return {
         "budget_ratio": ratio, "space": space, "seed": seed, "job": job_id,
+        # the profile that budgeted and predicted this run's search
+        "latency_model": searched_with,
         "trial": best.number, "architecture": report["architecture_summary"],
         "budget_ms": budget, "predicted_latency_ms": report["predicted_latency_ms"],
         "measured_latency_ms": measured_ms, "measured_raw_ms": report["measured_latency_ms"],
@@ -525,14 +530,16 @@ def same_profile(one: dict[str, Any], other: dict[str, Any]) -> bool:
 
 
 def earlier_latency_models(earlier: dict[str, Any] | None, current: dict[str, Any] | None,
-                           kept_earlier: bool) -> list[dict[str, Any]]:
-    """The latency models that budgeted the runs a merge kept from earlier results, oldest
-    first, leaving out ``current`` (this invocation's): each session profiles its own host, so
-    the runs of one file can have been budgeted with several."""
-    if earlier is None or not kept_earlier:
-        return []
+                           kept_earlier: bool,
+                           searched_before: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
+    """The latency models that budgeted the runs a merge kept from earlier results and this
+    invocation's searches before its last (``searched_before``), oldest first, leaving out
+    ``current`` (its last search's): each session profiles its own host, and a host found
+    running faster is profiled again, so the runs of one file can have been budgeted with several."""
+    merged = [*earlier.get("earlier_latency_models", []), earlier.get("latency_model")] \
+        if earlier is not None and kept_earlier else []
     kept: list[dict[str, Any]] = []
-    for model in [*earlier.get("earlier_latency_models", []), earlier.get("latency_model")]:
+    for model in [*merged, *searched_before]:
         if isinstance(model, dict) and not any(same_profile(model, other) for other in [*kept, current] if other):
             kept.append(model)
     return kept
@@ -647,6 +654,9 @@ def main() -> None:
                 runs.append(one_run(store, ratio, space, seed, args))
             except NotRunYet as exc:
                 missing.append({"budget_ratio": ratio, "space": space, "seed": seed, "missing": str(exc)})
+    # The profiles this invocation's searches were budgeted with, in the order they ran (not
+    # the file as it ends: a baseline may have profiled the host again, without validation).
+    searched_with = [run["latency_model"] for run in runs if run.get("latency_model")]
     if args.phase == "search":
         print(json.dumps({"searched": len(runs), "seconds": round(time.perf_counter() - started)}))
         return
@@ -684,7 +694,7 @@ def main() -> None:
         settings["budgets"] = ",".join(dict.fromkeys(f"{run['budget_ratio']:g}:{run['space']}"
                                                      for run in runs))
     kept_earlier = any(run.get("from_earlier_results") for run in runs)
-    latency_model = latency_model_summary(args.latency_model)
+    latency_model = searched_with[-1] if searched_with else latency_model_summary(args.latency_model)
     fronts = [member for run in runs for member in run["front"]]
     gains = [run["searched_minus_uniform"] for run in runs if run["searched_minus_uniform"] is not None]
     ceilings = [run["teacher_minus_uniform"] for run in runs if run["teacher_minus_uniform"] is not None]
@@ -705,7 +715,7 @@ def main() -> None:
         "latency_model": latency_model,
         "seconds": seconds_taken(args, time.perf_counter() - started, kept_earlier, earlier),
     }
-    merged_models = earlier_latency_models(earlier, latency_model, kept_earlier)
+    merged_models = earlier_latency_models(earlier, latency_model, kept_earlier, searched_with[:-1])
     if merged_models:
         result["earlier_latency_models"] = merged_models
     # Every budget in the results, merged ones included, has its target judged.

@@ -142,7 +142,9 @@ def margin_cell(result: dict[str, Any], label: RunLabel) -> str:
         return label.margin
     margin = result.get("settings", {}).get("margin", 0.03)
     if margin == "auto":
-        return "auto " + ", ".join(f"{model['suggested_margin'] * 100:.1f}%" for model in latency_models(result))
+        # a profile taken without validation (a baseline's, on a host found faster) has none
+        return "auto " + ", ".join("unmeasured" if model.get("suggested_margin") is None
+                                   else f"{model['suggested_margin'] * 100:.1f}%" for model in latency_models(result))
     return f"{margin:g}"
 
 

@@ -65,6 +65,11 @@ def test_a_merge_keeps_the_profiles_that_budgeted_the_runs_it_kept(end_to_end: M
     # a third session's merge keeps both earlier profiles, oldest first
     merged = {"latency_model": second, "earlier_latency_models": [first]}
     assert end_to_end.earlier_latency_models(merged, {**second, "dense_ms": 39.2}, True) == [first, second]
+    # one invocation whose later search found the host faster and profiled again: its
+    # earlier searches' profile is kept beside the earlier results', the last is the file's own
+    third = {**second, "dense_ms": 39.2}
+    assert end_to_end.earlier_latency_models({"latency_model": first}, third, True, [second, third]) == [first, second]
+    assert end_to_end.earlier_latency_models(None, third, False, [second, third]) == [second]
 
 
 def test_the_baseline_is_budgeted_at_the_kept_models_share_of_dense(end_to_end: ModuleType) -> None:

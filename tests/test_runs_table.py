@@ -92,3 +92,5 @@ def test_a_merged_files_row_shows_every_profile_its_runs_were_budgeted_with() ->
               "earlier_latency_models": [{"cpu_id": "25/1/1", "dense_ms": 33.723, "suggested_margin": 0.0667}]}
     assert runs_table.cpu_cell(result, label) == "Zen 3 (33.7, 49.6)"
     assert runs_table.margin_cell(result, label) == "auto 6.7%, 9.0%"
+    unvalidated = {**result, "latency_model": {**result["latency_model"], "suggested_margin": None}}
+    assert runs_table.margin_cell(unvalidated, label) == "auto 6.7%, unmeasured"
