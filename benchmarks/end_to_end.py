@@ -27,7 +27,8 @@ the default 2,000-step teacher of the estimation benchmark):
 4. **baseline**: a ``uniform`` job (the hand-crafted baseline: the same configuration in every
    layer, swept from the budget downwards) with ``--uniform-evaluations`` candidates, whose
    budget is the searched model's latency on the latency model's scale, predicted: the scale
-   the uniform sweep selects on. (An earlier version gave it the searched model's
+   the uniform sweep selects on, given as a share of dense, since the baseline's job profiles
+   the host afresh when it finds dense running faster. (An earlier version gave it the searched model's
    *re-measured* latency; the latency model over-predicts int8 and shallow models by 2-9%, so
    the baseline was held to a tighter budget than the model it was compared with and could
    not even choose that same model.) Its best trial is exported with the same
