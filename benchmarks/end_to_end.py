@@ -301,6 +301,12 @@ def on_profile_scale(report: dict[str, Any]) -> float:
     return float(report["stored_latency_ms"])
 
 
+def measured_share_of_dense(report: dict[str, Any]) -> float:
+    """The re-measured latency as a share of dense measured in the same rounds: comparable
+    across profiles, unlike milliseconds on a profile's scale."""
+    return round(1.0 / float(report["speedup"]), 4)
+
+
 def search_tag(space: str, ratio: float, seed: int, args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     """The name of a run's search job after ``e2e-search-`` (its exports' folder starts with
     it) and the evolution's options. Each setting that differs from its first value
@@ -425,7 +431,7 @@ def one_run(store: Store, ratio: float, space: str, seed: int, args: argparse.Na
         "dense_latency_ms": report["dense_latency_ms"], "speedup": report["speedup"],
         # dense measured / profiled - 1 in each measurement export took (its DriftGuard)
         "dense_drifts": report.get("dense_drifts"),
-        "measured_ratio": round(1.0 / float(report["speedup"]), 4),
+        "measured_ratio": measured_share_of_dense(report),
         "within_budget": measured_ms <= budget,
         "metric": report["metric"], "search_metric": best.metric,
         "teacher_metric": report["teacher_metric"],
@@ -434,7 +440,7 @@ def one_run(store: Store, ratio: float, space: str, seed: int, args: argparse.Na
         # on the baseline job's profile, which may be a later one than the search's
         "uniform_budget_ms": matched_ms,
         "uniform_budget_ratio": round(matched_ratio, 4),
-        "uniform_measured_ratio": uniform_report and round(1.0 / float(uniform_report["speedup"]), 4),
+        "uniform_measured_ratio": uniform_report and measured_share_of_dense(uniform_report),
         "uniform_predicted_latency_ms": uniform_report and uniform_report["predicted_latency_ms"],
         "uniform_measured_latency_ms": uniform_report and on_profile_scale(uniform_report),
         "uniform_dense_drifts": uniform_report and uniform_report.get("dense_drifts"),
@@ -655,12 +661,12 @@ def main() -> None:
                 runs.append(one_run(store, ratio, space, seed, args))
             except NotRunYet as exc:
                 missing.append({"budget_ratio": ratio, "space": space, "seed": seed, "missing": str(exc)})
-    # The profiles this invocation's searches were budgeted with, in the order they ran (not
-    # the file as it ends: a baseline may have profiled the host again, without validation).
-    searched_with = [run["latency_model"] for run in runs if run.get("latency_model")]
     if args.phase == "search":
         print(json.dumps({"searched": len(runs), "seconds": round(time.perf_counter() - started)}))
         return
+    # The profiles this invocation's searches were budgeted with, in the order they ran (not
+    # the file as it ends: a baseline may have profiled the host again, without validation).
+    searched_with = [run["latency_model"] for run in runs if run.get("latency_model")]
     device = {key: value for key, value in device_fingerprint("torch", args.threads).items()
               if key in MERGE_DEVICE_KEYS}
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()
