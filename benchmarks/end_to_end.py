@@ -563,6 +563,15 @@ def seconds_taken(args: argparse.Namespace, elapsed: float, kept_earlier: bool,
     return round(elapsed + ((earlier_seconds or 0.0) if kept_earlier else 0.0), 1)
 
 
+def kept_notes(earlier: dict[str, Any] | None, kept_earlier: bool, phase: str) -> str | None:
+    """The ``notes`` of the results being rewritten, kept when the runs they describe are: a
+    merge that kept earlier runs, or a report on the same store. They are written by hand (the
+    host's story, what a run's figures mean), which no later invocation can write again."""
+    if earlier is None or not (kept_earlier or phase == "report"):
+        return None
+    return earlier.get("notes")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The options; their defaults are the settings of an Intel Xeon's 24-candidate runs
     (``end_to_end_intel_e24*.json``: every target met at 0.3x, all but the gain at 0.5x)."""
@@ -631,7 +640,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=2, help="torch threads of the fine-tunes")
     parser.add_argument("--merge", action="store_true",
                         help="keep the runs already in --results for budgets and seeds this "
-                             "invocation does not run (each marked from_earlier_results)")
+                             "invocation does not run (each marked from_earlier_results), and the "
+                             "file's hand-written notes with them")
     parser.add_argument("--phase", choices=["search", "export", "all", "report"], default="all",
                         help="report: write the results of the runs done so far, run nothing")
     return parser
@@ -739,6 +749,9 @@ def main() -> None:
             meets_gain_target(statistics.median(gains), gain_seeds(runs)) if gain_seeds(runs) >= GAIN_SEEDS
             else None),
     }
+    notes = kept_notes(earlier, kept_earlier, args.phase)
+    if notes:
+        result["notes"] = notes
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(result, indent=2) + "\n")
     if runs:

@@ -72,6 +72,16 @@ def test_a_merge_keeps_the_profiles_that_budgeted_the_runs_it_kept(end_to_end: M
     assert end_to_end.earlier_latency_models(None, third, False, [second, third]) == [second]
 
 
+def test_a_merge_or_a_report_keeps_the_notes_of_the_runs_it_keeps(end_to_end: ModuleType) -> None:
+    earlier = {"runs": [], "notes": "seed 0: dense ran 20% faster in the export's process"}
+    assert end_to_end.kept_notes(earlier, kept_earlier=True, phase="all") == earlier["notes"]
+    assert end_to_end.kept_notes(earlier, kept_earlier=False, phase="report") == earlier["notes"]
+    # the earlier runs replaced: their notes would describe runs no longer in the file
+    assert end_to_end.kept_notes(earlier, kept_earlier=False, phase="all") is None
+    assert end_to_end.kept_notes(None, kept_earlier=False, phase="report") is None
+    assert end_to_end.kept_notes({"runs": []}, kept_earlier=True, phase="all") is None
+
+
 def test_the_baseline_is_budgeted_at_the_kept_models_share_of_dense(end_to_end: ModuleType) -> None:
     # Seed 1 on a Zen 3: searched on a profile of dense 49.63 ms (budget 24.82 ms at 0.5x), the
     # kept model predicted at 21.07 ms; the baseline's job then profiled afresh at 34.29 ms, on
