@@ -475,6 +475,18 @@ def one_run(store: Store, ratio: float, space: str, seed: int, args: argparse.Na
     }
 
 
+def uniform_share_of_dense(run: dict[str, Any]) -> float:
+    """The uniform baseline's re-measured latency as a share of dense, for the plot.
+
+    The share recorded with it where there is one: a baseline that profiled afresh measured its
+    milliseconds on another profile's scale than the search's, so dividing them by the search's
+    dense puts the point elsewhere. Runs written before the share was recorded have only the
+    milliseconds, on the search's scale."""
+    if run.get("uniform_measured_ratio") is not None:
+        return run["uniform_measured_ratio"]
+    return run["uniform_measured_latency_ms"] * run["measured_ratio"] / run["measured_latency_ms"]
+
+
 def plot_runs(runs: list[dict[str, Any]], path: Path) -> None:
     """One panel per budget: dev accuracy against re-measured latency (x dense) of the searched
     models, the other exported front members and the uniform baselines, with the budget and the
@@ -503,7 +515,7 @@ def plot_runs(runs: list[dict[str, Any]], path: Path) -> None:
             ax.scatter(run["measured_ratio"], run["metric"], marker="o", s=50, color="tab:blue",
                        label="searched, exported" if index == 0 else None)
             if run["uniform_metric_at_matched_latency"] is not None:
-                ax.scatter(run["uniform_measured_latency_ms"] / scale, run["uniform_metric_at_matched_latency"],
+                ax.scatter(uniform_share_of_dense(run), run["uniform_metric_at_matched_latency"],
                            marker="s", s=40, facecolors="none", edgecolors="tab:orange",
                            label="uniform baseline, exported" if index == 0 else None)
         ax.set_title(f"{ratio:g}× budget ({group[0]['space']}), {len(group)} seed{'s' if len(group) != 1 else ''}")

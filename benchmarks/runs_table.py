@@ -38,7 +38,8 @@ class RunLabel:
 RUNS: dict[str, RunLabel] = {
     "end_to_end_zen3_e24.json": RunLabel(
         "12-06/07", "Zen 3",
-        "as the Intel 24-candidate run (the script's defaults), at 0.5×; seeds 0–2, each in its own session"),
+        "as the Intel 24-candidate runs (the script's defaults): 0.5× seeds 0–2 and 0.3× seed 0, each in its own"
+        " session"),
     "end_to_end_intel_icelake_half.json": RunLabel(
         "12-07", "Intel Xeon Ice Lake 6/106/6",
         "the script's defaults (the Intel 24-candidate runs' settings) at 0.5×; seeds 0–1"),

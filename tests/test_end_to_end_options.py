@@ -89,3 +89,13 @@ def test_the_baseline_is_budgeted_at_the_kept_models_share_of_dense(end_to_end: 
     share = end_to_end.matched_share_of_dense(21.0686, 24.8163, 0.5)
     assert share == pytest.approx(21.0686 / 49.6326)
     assert share * 34.29 == pytest.approx(14.556, abs=1e-3)
+
+
+def test_the_plot_places_a_baseline_at_its_recorded_share_of_dense(end_to_end: ModuleType) -> None:
+    # Seed 1 of end_to_end_zen3_e24.json: the search profiled dense at 49.6 ms, its baseline
+    # re-profiled at 34.3 ms, so the baseline's milliseconds over the search's dense read 0.281.
+    reprofiled = {"measured_latency_ms": 20.681, "measured_ratio": 0.4167,
+                  "uniform_measured_latency_ms": 13.922, "uniform_measured_ratio": 0.406}
+    assert end_to_end.uniform_share_of_dense(reprofiled) == 0.406
+    earlier = {key: value for key, value in reprofiled.items() if key != "uniform_measured_ratio"}
+    assert end_to_end.uniform_share_of_dense(earlier) == pytest.approx(13.922 * 0.4167 / 20.681)
