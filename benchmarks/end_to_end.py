@@ -475,6 +475,11 @@ def one_run(store: Store, ratio: float, space: str, seed: int, args: argparse.Na
     }
 
 
+def dense_on_search_scale(run: dict[str, Any]) -> float:
+    """Dense latency on the search's profile scale, which the run's milliseconds are on."""
+    return run["measured_latency_ms"] / run["measured_ratio"]
+
+
 def uniform_share_of_dense(run: dict[str, Any]) -> float:
     """The uniform baseline's re-measured latency as a share of dense, for the plot.
 
@@ -484,7 +489,7 @@ def uniform_share_of_dense(run: dict[str, Any]) -> float:
     milliseconds, on the search's scale."""
     if run.get("uniform_measured_ratio") is not None:
         return run["uniform_measured_ratio"]
-    return run["uniform_measured_latency_ms"] * run["measured_ratio"] / run["measured_latency_ms"]
+    return run["uniform_measured_latency_ms"] / dense_on_search_scale(run)
 
 
 def plot_runs(runs: list[dict[str, Any]], path: Path) -> None:
@@ -507,7 +512,7 @@ def plot_runs(runs: list[dict[str, Any]], path: Path) -> None:
                    label=f"target: teacher − {allowed * 100:g} point{'s' if allowed > 0.01 else ''}")
         ax.axvline(ratio, color="tab:red", lw=1, ls="--", label=f"budget {ratio:g}× dense")
         for index, run in enumerate(group):
-            scale = run["measured_latency_ms"] / run["measured_ratio"]  # dense on the profile's scale
+            scale = dense_on_search_scale(run)
             others = [m for m in run["front"] if m["trial"] != run["trial"]]
             ax.scatter([m["measured_latency_ms"] / scale for m in others], [m["metric"] for m in others],
                        marker=".", color="tab:gray", label="other front members (search fidelity)"
