@@ -36,6 +36,10 @@ class RunLabel:
 
 
 RUNS: dict[str, RunLabel] = {
+    "end_to_end_intel_emr_half.json": RunLabel(
+        "12-07", "Intel Xeon 6/207/2",
+        "the script's defaults at 0.5× on a CPU model no earlier run had (AVX-512 VNNI, no AMX"
+        " exposed); seeds 0–2"),
     "end_to_end_zen3_e24.json": RunLabel(
         "12-06/07", "Zen 3",
         "as the Intel 24-candidate runs (the script's defaults): 0.5× seeds 0–2 and 0.3× seed 0, each in its own"
