@@ -38,7 +38,8 @@ class RunLabel:
 RUNS: dict[str, RunLabel] = {
     "end_to_end_zen4_half.json": RunLabel(
         "12-07", "Zen 4",
-        "the script's defaults at 0.5× on a Zen 4; seed 0 only (seed 1 did not fit in the session)"),
+        "the script's defaults at 0.5× on a Zen 4; seed 0, then seeds 1–2 in a later session on"
+        " another host of that model"),
     "end_to_end_intel_emr_half.json": RunLabel(
         "12-07", "Intel Xeon 6/207/2",
         "the script's defaults at 0.5× on a CPU model no earlier run had (AVX-512 VNNI, no AMX"
