@@ -106,6 +106,7 @@ from autoprune.confirm import ConfirmReport, confirm
 from autoprune.export import export_trial
 from autoprune.front import best_feasible, front_rows, job_budget_ms
 from autoprune.latency.fingerprint import device_fingerprint, differences
+from autoprune.latency.profile import wait_until_quiet
 from autoprune.runner.prepare import autoprune_home
 from autoprune.runner.service import HEARTBEAT_TIMEOUT_S, run_job
 from autoprune.spec import EstimateSpec, JobSpec
@@ -655,6 +656,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default 1: the kept model; 0 or less: all)")
     parser.add_argument("--results", type=Path, default=RESULTS, help="where the JSON goes")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of the fine-tunes")
+    parser.add_argument("--quiet-wait", type=float, default=300.0, metavar="S",
+                        help="first wait up to S seconds for the load average to leave the "
+                             "timing's CPUs free (a profile taken as an install settles times "
+                             "every model slow; default 300; 0: no wait)")
     parser.add_argument("--merge", action="store_true",
                         help="keep the runs already in --results for budgets and seeds this "
                              "invocation does not run (each marked from_earlier_results), and the "
@@ -680,6 +685,9 @@ def main() -> None:
     store = Store(f"sqlite:///{db}")
     budgets = [(float(item.split(":")[0]), item.split(":")[1]) for item in args.budgets.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
+    if args.phase != "report":  # a run measures: profile, verification, exports
+        load = wait_until_quiet(args.threads, args.quiet_wait)
+        print(f"load average {load:.2f} at the start", file=sys.stderr)
     started = time.perf_counter()
     runs, missing = [], []
     for ratio, space in budgets:
@@ -697,7 +705,7 @@ def main() -> None:
     device = {key: value for key, value in device_fingerprint("torch", args.threads).items()
               if key in MERGE_DEVICE_KEYS}
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()
-                if k not in ("phase", "threads", "results")}
+                if k not in ("phase", "threads", "results", "quiet_wait")}
     earlier = json.loads(args.results.read_text()) if args.results.is_file() else None
     if args.merge and earlier is not None:
         # Seeds searched in an earlier session on the same CPU: the store that held them is

@@ -12,7 +12,7 @@ import pytest
 from benchmark_scripts import BENCHMARKS, load_benchmark
 
 # Settings that say which runs, where they go and how: not what a run is.
-NOT_SETTINGS = {"budgets", "seeds", "merge", "phase", "threads", "results"}
+NOT_SETTINGS = {"budgets", "seeds", "merge", "phase", "threads", "results", "quiet_wait"}
 
 
 @pytest.fixture(scope="module")

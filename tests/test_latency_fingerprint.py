@@ -168,3 +168,39 @@ def test_machine_load_and_oversubscription() -> None:
     assert load["usable_cpus"] >= 1 and load["load_1min"] >= 0
     assert oversubscribed(2, {"load_1min": 1.9, "usable_cpus": 2.0})
     assert not oversubscribed(2, {"load_1min": 0.1, "usable_cpus": 2.0})
+
+
+def _loads(*values: float) -> Any:
+    """A machine_load stand-in returning ``values`` in turn, then the last one for ever."""
+    readings = iter(values)
+    last = {"value": values[-1]}
+
+    def machine_load() -> dict[str, float]:
+        last["value"] = next(readings, last["value"])
+        return {"load_1min": last["value"], "usable_cpus": 2.0}
+    return machine_load
+
+
+def test_wait_until_quiet_waits_for_the_load_to_fall() -> None:
+    from autoprune.latency.profile import wait_until_quiet
+
+    slept: list[float] = []
+    load = wait_until_quiet(2, timeout_s=300, poll_s=10, sleep=slept.append,
+                            machine_load=_loads(1.6, 1.1, 0.7, 0.3, 0.1))
+    assert load == 0.3  # the first reading that leaves both CPUs free
+    assert slept == [10, 10, 10]
+
+
+def test_wait_until_quiet_gives_up_at_its_timeout_and_skips_a_quiet_machine() -> None:
+    from autoprune.latency.profile import wait_until_quiet
+
+    slept: list[float] = []
+    assert wait_until_quiet(2, timeout_s=30, poll_s=10, sleep=slept.append,
+                            machine_load=_loads(1.9)) == 1.9
+    assert slept == [10, 10, 10]
+    slept.clear()
+    assert wait_until_quiet(2, timeout_s=300, poll_s=10, sleep=slept.append,
+                            machine_load=_loads(0.2)) == 0.2
+    assert slept == []
+    assert wait_until_quiet(2, timeout_s=0, sleep=slept.append, machine_load=_loads(1.9)) == 1.9
+    assert slept == []
