@@ -657,7 +657,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--results", type=Path, default=RESULTS, help="where the JSON goes")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of the fine-tunes")
     parser.add_argument("--quiet-wait", type=float, default=300.0, metavar="S",
-                        help="first wait up to S seconds for the load average to leave the "
+                        help="first wait up to S seconds for other processes to leave the "
                              "timing's CPUs free (a profile taken as an install settles times "
                              "every model slow; default 300; 0: no wait)")
     parser.add_argument("--merge", action="store_true",
@@ -687,7 +687,8 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     if args.phase != "report":  # a run measures: profile, verification, exports
         load = wait_until_quiet(args.threads, args.quiet_wait)
-        print(f"load average {load:.2f} at the start", file=sys.stderr)
+        print(f"at the start, other processes kept {load.get('others_busy_cpus', 'an unknown number of')} "
+              f"CPUs busy (load average {load['load_1min']:.2f})", file=sys.stderr)
     started = time.perf_counter()
     runs, missing = [], []
     for ratio, space in budgets:

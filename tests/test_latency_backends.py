@@ -108,10 +108,13 @@ def test_tiny_profile_and_validate_on_the_real_torch_backend(factory: CompressFa
     assert model.dense_ms > 0 and len(model.document.end_to_end) == 10
     assert model.selected in ("table", "flops")
     assert {o.bits for o in model.document.operators} == {32, 8}
+    # the machine as the timing found it: other processes' CPUs sampled, not only the load average
+    assert {"load_1min_start", "others_busy_cpus_start", "load_1min_end"} <= set(model.document.conditions)
     record = validate(tmp_path / "tiny.json", n=6, space=space, protocol=QUICK, factory=factory, save=True)
     assert record.n_heldout == 6
     assert 0.0 <= record.within_10pct <= 1.0 and -1.0 <= record.kendall_tau <= 1.0
     assert all(p.first_ms > 0 and p.second_ms > 0 for p in record.points)
+    assert "others_busy_cpus_start" in record.conditions
     assert LatencyModel.load(tmp_path / "tiny.json").document.validation == record
     torch.set_num_threads(torch.get_num_threads())  # untouched by the thread limit
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import torch
 
 from autoprune.latency.fingerprint import (
@@ -171,23 +172,24 @@ def test_machine_load_and_oversubscription() -> None:
 
 
 def _loads(*values: float) -> Any:
-    """A machine_load stand-in returning ``values`` in turn, then the last one for ever."""
+    """A machine_load stand-in whose other processes keep ``values`` CPUs busy in turn, then
+    the last one for ever."""
     readings = iter(values)
     last = {"value": values[-1]}
 
     def machine_load() -> dict[str, float]:
         last["value"] = next(readings, last["value"])
-        return {"load_1min": last["value"], "usable_cpus": 2.0}
+        return {"load_1min": 2.0, "usable_cpus": 2.0, "others_busy_cpus": last["value"]}
     return machine_load
 
 
-def test_wait_until_quiet_waits_for_the_load_to_fall() -> None:
+def test_wait_until_quiet_waits_for_other_processes_to_leave_the_cpus() -> None:
     from autoprune.latency.profile import wait_until_quiet
 
     slept: list[float] = []
     load = wait_until_quiet(2, timeout_s=300, poll_s=10, sleep=slept.append,
                             machine_load=_loads(1.6, 1.1, 0.7, 0.3, 0.1))
-    assert load == 0.3  # the first reading that leaves both CPUs free
+    assert load["others_busy_cpus"] == 0.3  # the first reading that leaves both CPUs free
     assert slept == [10, 10, 10]
 
 
@@ -196,11 +198,39 @@ def test_wait_until_quiet_gives_up_at_its_timeout_and_skips_a_quiet_machine() ->
 
     slept: list[float] = []
     assert wait_until_quiet(2, timeout_s=30, poll_s=10, sleep=slept.append,
-                            machine_load=_loads(1.9)) == 1.9
+                            machine_load=_loads(1.9))["others_busy_cpus"] == 1.9
     assert slept == [10, 10, 10]
     slept.clear()
+    # a load average of 2.0 (this process's own threads, say) does not count against it
     assert wait_until_quiet(2, timeout_s=300, poll_s=10, sleep=slept.append,
-                            machine_load=_loads(0.2)) == 0.2
+                            machine_load=_loads(0.2))["others_busy_cpus"] == 0.2
     assert slept == []
-    assert wait_until_quiet(2, timeout_s=0, sleep=slept.append, machine_load=_loads(1.9)) == 1.9
+    wait_until_quiet(2, timeout_s=0, sleep=slept.append, machine_load=_loads(1.9))
     assert slept == []
+
+
+def test_others_busy_cpus_leaves_this_process_out() -> None:
+    """This process's CPU time, a spinning thread's included, is read and set apart from the
+    machine's, so its own work never reads as another process's load."""
+    import os
+    import sys
+    import time
+
+    from autoprune.latency.fingerprint import _busy_and_own_ticks, machine_load, others_busy_cpus, oversubscribed
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("/proc only")
+    busy_before, own_before = _busy_and_own_ticks()
+    deadline = time.process_time() + 0.5
+    while time.process_time() < deadline:  # half a CPU-second of this process's own
+        pass
+    busy_after, own_after = _busy_and_own_ticks()
+    ticks = os.sysconf("SC_CLK_TCK")
+    assert 0.3 * ticks <= own_after - own_before <= busy_after - busy_before
+    others = others_busy_cpus(0.2)
+    assert others is not None and others >= 0.0
+    assert "others_busy_cpus" in machine_load(window_s=0.1)
+    assert "others_busy_cpus" not in machine_load()
+    # judged by the sampled figure where there is one, not by the load average
+    assert not oversubscribed(2, {"load_1min": 1.9, "usable_cpus": 2.0, "others_busy_cpus": 0.1})
+    assert oversubscribed(2, {"load_1min": 0.0, "usable_cpus": 2.0, "others_busy_cpus": 1.0})

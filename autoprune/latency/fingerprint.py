@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import platform
+import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -78,24 +79,60 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def machine_load() -> dict[str, float]:
-    """The 1-minute load average and the CPUs this process may use.
+def machine_load(window_s: float = 0.0) -> dict[str, float]:
+    """The 1-minute load average and the CPUs this process may use; with ``window_s``, also
+    the CPUs other processes kept busy over that many seconds (``others_busy_cpus``).
 
     Recorded with every profile and validation: on a shared machine, a load near the CPU
     count means the threads of a timed model compete with other processes, and OpenMP
     threads that must meet at barriers then slow down by up to 40x (measured on 2 cores).
+    The load average counts this process's own threads too, and decays over a minute, so
+    right after loading a model or training it reads as busy a machine that is quiet; the
+    sampled figure leaves this process out and is the one ``oversubscribed`` judges by.
     """
     try:
         one_minute = os.getloadavg()[0]
     except (AttributeError, OSError):  # pragma: no cover - not Unix
         one_minute = float("nan")
-    return {"load_1min": round(one_minute, 2), "usable_cpus": float(usable_cpus())}
+    load = {"load_1min": round(one_minute, 2), "usable_cpus": float(usable_cpus())}
+    others = others_busy_cpus(window_s) if window_s > 0 else None
+    if others is not None:
+        load["others_busy_cpus"] = round(others, 2)
+    return load
+
+
+def _busy_and_own_ticks() -> tuple[int, int]:
+    """Clock ticks every CPU spent busy since boot (/proc/stat) and those of this process,
+    its threads and its waited-for children (/proc/self/stat)."""
+    cpu = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in cpu[:8])
+    # Fields after the command name, which may hold spaces: utime stime cutime cstime are
+    # the 14th to 17th fields of the whole line.
+    own = Path("/proc/self/stat").read_text().rpartition(")")[2].split()
+    return user + nice + system + irq + softirq + steal, sum(int(v) for v in own[11:15])
+
+
+def others_busy_cpus(window_s: float = 1.0) -> float | None:
+    """How many CPUs other processes kept busy over the next ``window_s`` seconds (this
+    process sleeps through it); None where /proc cannot tell (not Linux)."""
+    try:
+        busy_before, own_before = _busy_and_own_ticks()
+        started = time.monotonic()
+        time.sleep(window_s)
+        busy_after, own_after = _busy_and_own_ticks()
+    except (OSError, ValueError, IndexError):
+        return None
+    ticks_per_second = os.sysconf("SC_CLK_TCK")
+    elapsed = time.monotonic() - started
+    return max(0.0, (busy_after - busy_before) - (own_after - own_before)) / (ticks_per_second * elapsed)
 
 
 def oversubscribed(threads: int, load: dict[str, float] | None = None) -> bool:
-    """Whether other work already occupies the CPUs that ``threads`` would need."""
+    """Whether other work already occupies the CPUs that ``threads`` would need: by the CPUs
+    others kept busy where that was sampled, else by the load average."""
     load = load or machine_load()
-    return load["load_1min"] + threads > load["usable_cpus"] + 0.5
+    others = load.get("others_busy_cpus", load["load_1min"])
+    return others + threads > load["usable_cpus"] + 0.5
 
 
 def device_fingerprint(backend: str, threads: int) -> dict[str, Any]:

@@ -68,39 +68,51 @@ def default_threads() -> int:
     return fp.usable_cpus()
 
 
-def warn_if_busy(threads: int) -> float:
-    """Log a warning when other processes already use the CPUs the timing needs; the load."""
-    load = fp.machine_load()
+def warn_if_busy(threads: int) -> dict[str, float]:
+    """Log a warning when other processes already use the CPUs the timing needs; the load, as
+    the ``conditions`` of the measurements to come record it."""
+    load = fp.machine_load(window_s=1.0)
     if fp.oversubscribed(threads, load):
-        logger.warning("load average %.1f with %d usable CPUs: timings with %d threads will be "
-                       "slow and noisy (measure on a quiet machine)", load["load_1min"],
-                       int(load["usable_cpus"]), threads)
-    return load["load_1min"]
+        logger.warning("other processes keep %.1f of %d usable CPUs busy: timings with %d "
+                       "threads will be slow and noisy (measure on a quiet machine)",
+                       load.get("others_busy_cpus", load["load_1min"]), int(load["usable_cpus"]),
+                       threads)
+    return starting_conditions(load)
+
+
+def starting_conditions(load: dict[str, float]) -> dict[str, float]:
+    """A ``machine_load`` reading as a profile's or validation's ``conditions`` at its start."""
+    return {f"{key}_start": value for key, value in load.items() if key != "usable_cpus"}
+
+
+def _sampled_load() -> dict[str, float]:
+    return fp.machine_load(window_s=2.0)
 
 
 def wait_until_quiet(threads: int, timeout_s: float, poll_s: float = 10.0, *,
                      sleep: Callable[[float], None] = time.sleep,
-                     machine_load: Callable[[], dict[str, float]] = fp.machine_load) -> float:
-    """Wait up to ``timeout_s`` for other work to leave the CPUs ``threads`` need; the load.
+                     machine_load: Callable[[], dict[str, float]] = _sampled_load) -> dict[str, float]:
+    """Wait up to ``timeout_s`` for other processes to leave the CPUs ``threads`` need; the
+    last reading of ``machine_load``.
 
-    A profile is every later budget's scale, and one taken while the machine still settles
-    (an install just ended) times dense slow: on an Intel Xeon it profiled at 24.3 ms with the
-    load rising from 0.9 to 1.6, where the exports' quiet processes ran it in 15.5-27.2 ms.
-    The 1-minute load average decays with a time constant of a minute, so a burst that has
-    ended reads quiet within a few minutes; a machine still busy at ``timeout_s`` is profiled
-    anyway, with ``warn_if_busy``'s warning.
+    A profile is the scale of every later budget, and one taken while the machine still
+    settles (an install just ended) times dense slow. Other processes' CPU time is sampled
+    rather than the load average read, which counts this process's own threads and decays
+    over a minute. A machine still busy at ``timeout_s`` is measured anyway, and
+    ``warn_if_busy`` says so.
     """
     load = machine_load()
     polls = max(0, math.ceil(timeout_s / poll_s))
     if polls and fp.oversubscribed(threads, load):
-        logger.info("load average %.1f: waiting up to %.0f s for a quiet machine before timing",
-                    load["load_1min"], timeout_s)
+        logger.warning("other processes keep %.1f CPUs busy: waiting up to %.0f s for a quiet "
+                       "machine before timing", load.get("others_busy_cpus", load["load_1min"]),
+                       timeout_s)
     for _ in range(polls):
         if not fp.oversubscribed(threads, load):
             break
         sleep(poll_s)
         load = machine_load()
-    return load["load_1min"]
+    return load
 
 
 def make_backend(backend: str, factory: ModelFactory, batch: int, seq_len: int, threads: int) -> Backend:
@@ -282,7 +294,7 @@ def profile(
     if runner.exploits_sparsity:  # pragma: no cover - no such backend yet
         raise LatencyModelError(f"backend {backend}: sparsity-aware tables are not implemented")
     fingerprint = fp.device_fingerprint(backend, threads)
-    load_before = warn_if_busy(threads)
+    conditions = warn_if_busy(threads)
     log = MeasurementLog(store, fingerprint, backend, batch, seq_len, threads, reuse=reuse_measurements)
     if _stored_figures_are_stale(log, runner, bound.dense(), protocol, threads):
         log.supersede()
@@ -319,7 +331,7 @@ def profile(
         fingerprint_hash=fp.fingerprint_hash(fingerprint),
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         profile_seconds=round(time.monotonic() - began, 2), sparsity_exploited=False,
-        conditions={"load_1min_start": load_before, "load_1min_end": fp.machine_load()["load_1min"]},
+        conditions={**conditions, "load_1min_end": fp.machine_load()["load_1min"]},
         dense_ms=measured[bound.dense().hash].median_ms, operators=operator_records,
         end_to_end=end_to_end, fits=fits, selected=selected,  # type: ignore[arg-type]
     )

@@ -72,7 +72,7 @@ def validate(
     log = MeasurementLog(store, latency.fingerprint, latency.backend, latency.batch,
                          latency.seq_len, latency.threads) if store is not None else None
     progress = progress or NullProgress()
-    load_before = warn_if_busy(latency.threads)
+    conditions = warn_if_busy(latency.threads)
 
     progress.start("building held-out models", len(archs) + 1)
     runners: dict[str, Runnable] = {}
@@ -118,7 +118,7 @@ def validate(
         dense_drift=[round(d, 4) for d in drift],
         absolute_within_10pct=round(within(predicted, absolute), 4),
         absolute_mape=round(mape(predicted, absolute), 5),
-        conditions={"load_1min_start": load_before, "load_1min_end": machine_load()["load_1min"]},
+        conditions={**conditions, "load_1min_end": machine_load()["load_1min"]},
         points=[
             ValidationPoint(architecture_hash=arch.hash, predicted_ms=round(p, 4),
                             flops_predicted_ms=round(f, 4), first_ms=round(x, 4), second_ms=round(y, 4))
