@@ -36,6 +36,10 @@ class RunLabel:
 
 
 RUNS: dict[str, RunLabel] = {
+    "end_to_end_zen4_int8.json": RunLabel(
+        "12-08", "Zen 4",
+        "the script's defaults at 0.3× (`bert-int8`) on a Zen 4; seeds 0–1 (seed 2 stopped for"
+        " the session's time)"),
     "end_to_end_intel_emr_int8.json": RunLabel(
         "12-07", "Intel Xeon 6/207/2",
         "the script's defaults at 0.3× (`bert-int8`) on the CPU model of `end_to_end_intel_emr_half.json`;"
