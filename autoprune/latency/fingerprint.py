@@ -127,12 +127,16 @@ def others_busy_cpus(window_s: float = 1.0) -> float | None:
     return max(0.0, (busy_after - busy_before) - (own_after - own_before)) / (ticks_per_second * elapsed)
 
 
+def others_load(load: dict[str, float]) -> float:
+    """The CPUs other work occupies in a ``machine_load`` reading: those other processes kept
+    busy where that was sampled, else the load average."""
+    return load.get("others_busy_cpus", load["load_1min"])
+
+
 def oversubscribed(threads: int, load: dict[str, float] | None = None) -> bool:
-    """Whether other work already occupies the CPUs that ``threads`` would need: by the CPUs
-    others kept busy where that was sampled, else by the load average."""
+    """Whether other work already occupies the CPUs that ``threads`` would need."""
     load = load or machine_load()
-    others = load.get("others_busy_cpus", load["load_1min"])
-    return others + threads > load["usable_cpus"] + 0.5
+    return others_load(load) + threads > load["usable_cpus"] + 0.5
 
 
 def device_fingerprint(backend: str, threads: int) -> dict[str, Any]:

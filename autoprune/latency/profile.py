@@ -75,8 +75,7 @@ def warn_if_busy(threads: int) -> dict[str, float]:
     if fp.oversubscribed(threads, load):
         logger.warning("other processes keep %.1f of %d usable CPUs busy: timings with %d "
                        "threads will be slow and noisy (measure on a quiet machine)",
-                       load.get("others_busy_cpus", load["load_1min"]), int(load["usable_cpus"]),
-                       threads)
+                       fp.others_load(load), int(load["usable_cpus"]), threads)
     return starting_conditions(load)
 
 
@@ -105,8 +104,7 @@ def wait_until_quiet(threads: int, timeout_s: float, poll_s: float = 10.0, *,
     polls = max(0, math.ceil(timeout_s / poll_s))
     if polls and fp.oversubscribed(threads, load):
         logger.warning("other processes keep %.1f CPUs busy: waiting up to %.0f s for a quiet "
-                       "machine before timing", load.get("others_busy_cpus", load["load_1min"]),
-                       timeout_s)
+                       "machine before timing", fp.others_load(load), timeout_s)
     for _ in range(polls):
         if not fp.oversubscribed(threads, load):
             break
