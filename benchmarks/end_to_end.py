@@ -173,7 +173,10 @@ def rungs_tag(args: argparse.Namespace) -> str:
 
 
 def job_spec(name: str, space: str, controller: dict[str, Any], latency: dict[str, Any],
-             args: argparse.Namespace, finetune_seed: int | None = None) -> JobSpec:
+             args: argparse.Namespace, finetune_seed: int | None = None,
+             teacher_steps: int | None = None) -> JobSpec:
+    """``teacher_steps``: the teacher's fine-tune length (None: the library's default recipe,
+    2,000 steps on SST-2), for experiments with a stronger teacher."""
     estimate_rungs = rungs(args)
     return JobSpec.from_dict({
         "name": name,
@@ -185,7 +188,8 @@ def job_spec(name: str, space: str, controller: dict[str, Any], latency: dict[st
         "controller": controller,
         "objective": {"kind": "constrained"},
         "estimate": {"steps": estimate_rungs[-1], "rungs": estimate_rungs,
-                     "eval_samples": args.eval_samples, "finetune_seed": finetune_seed},
+                     "eval_samples": args.eval_samples, "finetune_seed": finetune_seed,
+                     "teacher_steps": teacher_steps},
         "executor": {"kind": "local", "cpus_per_worker": args.threads},
     }, base_dir=REPO)
 

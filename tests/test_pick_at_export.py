@@ -92,3 +92,11 @@ def test_recorded_exports_are_the_runs_figures(pick_at_export: ModuleType) -> No
             assert candidate["architecture"] == candidates.roles[recorded.role], recorded
             assert round(candidate["metric"], 4) == recorded.accuracy, recorded
             assert results["settings"].get("finetune_seeds") or recorded.seed == 0, recorded
+
+
+def test_another_teacher_keeps_its_exports_apart(pick_at_export: ModuleType) -> None:
+    half = pick_at_export.BUDGETS[0.5]
+    stronger = pick_at_export.with_teacher(half, 6000)
+    assert stronger.results.name == "pick_at_export_half_teacher6000.json"
+    assert stronger.recorded == () and half.recorded  # the runs' exports had the default teacher
+    assert stronger.roles == half.roles and stronger.baseline == half.baseline
