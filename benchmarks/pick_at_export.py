@@ -61,6 +61,12 @@ latency by +0.46 and -0.23 (0.8911 against 0.8865, 0.8876 against 0.8899; +1.26 
 run's seed 2): median +0.46, so a better pick alone would not have met the target. Hence
 ``autoprune export --confirm`` (a better kept model), not a claim of a better search.
 
+``--teacher-steps N`` distils the same candidates from a teacher fine-tuned N steps instead.
+Measured (Intel Xeon 6/207/2, 2026-12-08, ``--budget 0.5 --teacher-steps 6000``, seed 0): the
+6,000-step teacher scores 0.8979, as the 2,000-step one does (``sst2_teacher.py``), and its
+students exported at 0.8933 (guided), 0.8888 (guided-five), 0.8968 (uniform-matched) and
+0.8888 (uniform-five), in ``pick_at_export_half_teacher6000.json``.
+
 Writes ``benchmarks/results/pick_at_export.json``: ``runs`` (role, architecture, seed,
 steps, accuracy, seconds, cpu), each run written as it finishes, and ``summary`` (per role,
 the 2,000-step accuracy per seed and its mean; per seed, guided minus uniform-matched).
