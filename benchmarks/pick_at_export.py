@@ -62,10 +62,11 @@ run's seed 2): median +0.46, so a better pick alone would not have met the targe
 ``autoprune export --confirm`` (a better kept model), not a claim of a better search.
 
 ``--teacher-steps N`` distils the same candidates from a teacher fine-tuned N steps instead.
-Measured (Intel Xeon 6/207/2, 2026-12-08, ``--budget 0.5 --teacher-steps 6000``, seed 0): the
-6,000-step teacher scores 0.8979, as the 2,000-step one does (``sst2_teacher.py``), and its
-students exported at 0.8933 (guided), 0.8888 (guided-five), 0.8968 (uniform-matched) and
-0.8888 (uniform-five), in ``pick_at_export_half_teacher6000.json``.
+Measured (Intel Xeon 6/207/2, 2026-12-08, ``--budget 0.5 --teacher-steps 6000``, seeds 0
+and 1): the 6,000-step teacher scores 0.8979, as the 2,000-step one does
+(``sst2_teacher.py``); its students exported at 0.8933/0.8899 (guided), 0.8888/0.8979
+(guided-five), 0.8968/0.8888 (uniform-matched) and 0.8888/0.8796 (uniform-five): the better
+guided minus the better uniform -0.35 and +0.91, in ``pick_at_export_half_teacher6000.json``.
 
 Writes ``benchmarks/results/pick_at_export.json``: ``runs`` (role, architecture, seed,
 steps, accuracy, seconds, cpu), each run written as it finishes, and ``summary`` (per role,
